@@ -1,0 +1,3 @@
+from portkey_mw.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""Conditional-routing queries over ``metadata.*``, ``params.*`` and ``url.pathname``.
+
+Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $regex $and $or``; a plain value means
+equality; several keys in one query must all hold. Unlike the Portkey gateway, dotted keys
+may go deeper than two segments (``metadata.user.plan`` would look up ``user`` then
+``plan``), and a malformed query is a 400, never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from portkey_mw.errors import InvalidRequest
+
+_MISSING = object()
+
+
+def matches(query: Mapping[str, Any], context: Mapping[str, Any]) -> bool:
+    """Whether every clause of ``query`` holds in ``context``."""
+    for key, condition in query.items():
+        if key == "$and":
+            if not all(matches(_query(q), context) for q in _clauses(condition, key)):
+                return False
+        elif key == "$or":
+            if not any(matches(_query(q), context) for q in _clauses(condition, key)):
+                return False
+        elif key.startswith("$"):
+            _bad(f"unsupported operator '{key}' at the top of a query")
+        elif not _holds(condition, _lookup(context, key)):
+            return False
+    return True
+
+
+def _clauses(value: Any, operator: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        _bad(f"'{operator}' takes a non-empty list of queries")
+    return value
+
+
+def _query(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        _bad("each query must be a JSON object")
+    return value
+
+
+def _lookup(context: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = context
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _holds(condition: Any, value: Any) -> bool:
+    if not isinstance(condition, Mapping) or not any(k.startswith("$") for k in condition):
+        return value is not _MISSING and value == condition
+    return all(_operator(op, arg, value) for op, arg in condition.items())
+
+
+def _operator(op: str, arg: Any, value: Any) -> bool:  # noqa: PLR0911 - one line per operator
+    if op == "$eq":
+        return value is not _MISSING and value == arg
+    if op == "$ne":
+        return value is _MISSING or value != arg
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        left, right = _number(value), _number(arg)
+        if right is None:
+            _bad(f"'{op}' needs a number")
+        if left is None:
+            return False
+        return {"$gt": left > right, "$gte": left >= right, "$lt": left < right,
+                "$lte": left <= right}[op]
+    if op in ("$in", "$nin"):
+        if not isinstance(arg, list):
+            _bad(f"'{op}' needs a list")
+        found = value is not _MISSING and value in arg
+        return found if op == "$in" else not found
+    if op == "$regex":
+        if not isinstance(arg, str):
+            _bad("'$regex' needs a string")
+        return isinstance(value, str) and _compiled(arg).search(value) is not None
+    _bad(f"unsupported operator '{op}'")
+    return False
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error:
+        _bad(f"invalid '$regex' pattern {pattern[:64]!r}")
+        raise
+
+
+def _bad(message: str) -> None:
+    raise InvalidRequest(
+        f"Invalid conditional routing query: {message}.", param="x-portkey-config.strategy.conditions"
+    )

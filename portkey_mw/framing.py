@@ -1,0 +1,88 @@
+"""Incremental, I/O-free decoders that split a provider's byte stream into events.
+
+Each decoder takes arbitrary byte chunks (boundaries anywhere, even inside a line ending)
+and yields ``(event_name, data)`` pairs. ``close()`` flushes what is left when the stream
+ends without a final separator.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+Event = tuple[str | None, bytes]
+
+
+class FrameDecoder(Protocol):
+    def feed(self, chunk: bytes) -> list[Event]: ...
+
+    def close(self) -> list[Event]: ...
+
+
+class SSEDecoder:
+    """Server-sent events (WHATWG): LF, CRLF or CR line endings; multi-line ``data`` joined
+    with LF; comments and ``id``/``retry`` fields ignored; an event ends at a blank line."""
+
+    __slots__ = ("_buffer", "_data", "_event", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event: str | None = None
+        self._data: list[bytes] = []
+        self._pending_cr = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        if self._pending_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]  # the LF of a CRLF split across chunks
+        self._pending_cr = chunk.endswith(b"\r")
+        buffer = self._buffer + chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = buffer.split(b"\n")
+        self._buffer = lines.pop()
+        events: list[Event] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def close(self) -> list[Event]:
+        events: list[Event] = []
+        if self._buffer:
+            self._line(self._buffer, events)
+            self._buffer = b""
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[Event]) -> None:
+        if not line:
+            if self._data:
+                events.append((self._event, b"\n".join(self._data)))
+            self._event = None
+            self._data = []
+            return
+        if line.startswith(b":"):
+            return
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            self._data.append(value)
+        elif field == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+
+class NDJSONDecoder:
+    """Newline-delimited JSON (Cohere's stream): one event per non-empty line."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        lines = (self._buffer + chunk).split(b"\n")
+        self._buffer = lines.pop()
+        return [(None, line.strip()) for line in lines if line.strip()]
+
+    def close(self) -> list[Event]:
+        rest, self._buffer = self._buffer.strip(), b""
+        return [(None, rest)] if rest else []

@@ -1,0 +1,31 @@
+"""``configure_logging``: JSON lines (or console) for the standalone gateway and for hosts
+that want it. The middleware itself never calls this."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+
+def configure_logging(*, json: bool = True, level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Configure structlog (and stdlib logging) to write one line per event."""
+    output = stream or sys.stdout
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(output),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=level, stream=output, format="%(message)s", force=True)

@@ -1,0 +1,255 @@
+"""One intercepted ``POST``: read, validate, route, respond, log.
+
+The pipeline answers eagerly and never calls the host app. Every exit path sends exactly one
+response (unless the client left) and emits exactly one ``completion`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import httpx
+import msgspec
+import structlog
+
+from portkey_mw.asgi import ClientDisconnected, encode_headers, read_body, send_bytes, send_error
+from portkey_mw.errors import ErrorBody, ErrorDetail, GatewayError, UnsupportedMediaType
+from portkey_mw.events import LOGGER, emit_completion
+from portkey_mw.headers import RequestHeaders, decode_headers, metadata_user, parse_headers
+from portkey_mw.plan import Planner
+from portkey_mw.providers import REGISTRY
+from portkey_mw.providers.base import StreamFailure
+from portkey_mw.routing import Outcome, RequestState, Router
+from portkey_mw.schema import decode_body
+from portkey_mw.settings import Settings
+from portkey_mw.streaming import completion_frames
+from portkey_mw.upstream import make_client
+
+_DONE = b"data: [DONE]\n\n"
+_SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
+_JSON_TYPE = (b"content-type", b"application/json")
+_ENCODER = msgspec.json.Encoder()
+
+
+class Pipeline:
+    """Owns everything built once: planner, router, upstream client."""
+
+    def __init__(self, settings: Settings, http_client: httpx.AsyncClient | None) -> None:
+        self.settings = settings
+        self.planner = Planner(settings, REGISTRY)
+        self.gateway_keys = tuple(k.encode("latin-1") for k in settings.api_keys)
+        self._owns_client = http_client is None
+        self._client = http_client
+        self._router: Router | None = None
+
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            # Created on first use, inside the server's event loop.
+            self._client = self._client or make_client(self.settings)
+            self._router = Router(self._client, self.settings)
+        return self._router
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+            self._router = None
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        raw = decode_headers(scope["headers"])
+        log: dict[str, Any] = {"trace_id": raw.get("x-portkey-trace-id") or str(uuid.uuid4())}
+        status = 500
+        try:
+            with structlog.contextvars.bound_contextvars(trace_id=log["trace_id"]):
+                status = await self._handle(scope, receive, send, raw, log, started)
+        except ClientDisconnected:
+            status = 499
+            log["error_type"] = "client_disconnected"
+        finally:
+            log["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            emit_completion(status, log)
+
+    async def _handle(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        raw: dict[str, str],
+        log: dict[str, Any],
+        started: float,
+    ) -> int:
+        trace_header = [(b"x-portkey-trace-id", log["trace_id"].encode("latin-1", "replace"))]
+        try:
+            content_type = raw.get("content-type")
+            if content_type is not None and not _is_json(content_type):
+                raise UnsupportedMediaType(
+                    f"Unsupported Content-Type '{content_type[:64]}': send application/json.",
+                    param="content-type",
+                )
+            body = await read_body(receive, self.settings.max_body_bytes, raw.get("content-length"))
+            headers = parse_headers(raw, self.gateway_keys)
+            log["trace_id"] = headers.trace_id
+            trace_header = [(b"x-portkey-trace-id", headers.trace_id.encode("latin-1"))]
+            structlog.contextvars.bind_contextvars(trace_id=headers.trace_id)
+            _describe_request(log, headers)
+            params = decode_body(body)
+            log["model"] = params.get("model")
+            log["stream"] = params.get("stream") is True
+            user = metadata_user(headers.metadata, params)
+            if user is not None:
+                log["user"] = user
+            plan = self.planner.plan(headers)
+        except GatewayError as error:
+            log["error_type"] = error.error_type
+            log["error_param"] = error.param
+            await send_error(send, error, trace_header)
+            return error.status
+        pathname = scope.get("path", "")
+        state = RequestState(params, headers, pathname)
+        work = self._route_and_respond(plan, state, send, trace_header, log, started)
+        return await _until_disconnect(work, receive)
+
+    async def _route_and_respond(
+        self,
+        plan: Any,
+        state: RequestState,
+        send: Any,
+        trace_header: list[tuple[bytes, bytes]],
+        log: dict[str, Any],
+        started: float,
+    ) -> int:
+        outcome = await self.router.run(plan, state)
+        answer = outcome.answer
+        try:
+            _describe_outcome(log, outcome)
+            headers = [*trace_header, *_portkey_headers(outcome), *encode_headers(answer.headers)]
+            if answer.stream is not None:
+                await self._relay(answer.stream, headers, send, log, started)
+                log["usage"] = answer.usage.as_dict() if answer.usage else None
+                return answer.status
+            if state.params.get("stream") is True and answer.ok and answer.body is not None:
+                frames = completion_frames(answer.body, state.params)
+                await self._relay(_iterate(frames), headers, send, log, started)
+                return answer.status
+            headers.append(_JSON_TYPE)
+            await send_bytes(send, answer.status, headers, answer.body or b"")
+            return answer.status
+        finally:
+            await answer.aclose()
+
+    async def _relay(
+        self,
+        frames: AsyncIterator[bytes],
+        headers: list[tuple[bytes, bytes]],
+        send: Any,
+        log: dict[str, Any],
+        started: float,
+    ) -> None:
+        headers.append(_SSE_TYPE)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        first = True
+        try:
+            async for frame in frames:
+                if first:
+                    log["ttft_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                    first = False
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+        except StreamFailure as failure:
+            log["error_type"] = "stream_error"
+            await send({"type": "http.response.body", "body": _error_frame(failure), "more_body": True})
+        except httpx.HTTPError:
+            log["error_type"] = "stream_error"
+            failure = StreamFailure("The provider's stream failed before it finished.")
+            await send({"type": "http.response.body", "body": _error_frame(failure), "more_body": True})
+        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+
+
+async def _until_disconnect(work: Coroutine[Any, Any, int], receive: Any) -> int:
+    """Run ``work``; if the client disconnects first, cancel it (closing the upstream call)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task in done:
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise ClientDisconnected
+
+
+async def _wait_for_disconnect(receive: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _iterate(frames: list[bytes]) -> AsyncIterator[bytes]:
+    for frame in frames:
+        yield frame
+
+
+def _error_frame(failure: StreamFailure) -> bytes:
+    body = ErrorBody(ErrorDetail(failure.message, failure.error_type))
+    return b"data: " + _ENCODER.encode(body) + b"\n\n"
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _describe_request(log: dict[str, Any], headers: RequestHeaders) -> None:
+    if headers.metadata:
+        log["metadata"] = headers.metadata
+    if headers.parent_span_id is not None:
+        log["parent_span_id"] = headers.parent_span_id
+
+
+def _describe_outcome(log: dict[str, Any], outcome: Outcome) -> None:
+    answer = outcome.answer
+    if outcome.leaf is not None:
+        log["provider"] = outcome.leaf.target.provider.name
+        log["target"] = outcome.leaf.path
+    if answer.model:
+        log["model"] = answer.model
+    log["retry_count"] = outcome.retry_count
+    log["attempts"] = [
+        {"target": a.path, "provider": a.provider, "status": a.status, "upstream_ms": a.upstream_ms}
+        for a in outcome.attempts
+    ]
+    log["upstream_ms"] = round(answer.upstream_ms, 3) if answer.upstream_ms is not None else None
+    log["cache_status"] = "DISABLED"
+    if answer.dropped:
+        log["dropped_params"] = answer.dropped
+    if answer.error_type is not None and not answer.ok:
+        log["error_type"] = answer.error_type
+    if answer.usage is not None:
+        log["usage"] = answer.usage.as_dict()
+
+
+def _portkey_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"x-portkey-retry-attempt-count", str(outcome.retry_count).encode()),
+        (b"x-portkey-cache-status", b"DISABLED"),
+    ]
+    if outcome.leaf is not None:
+        headers.append((b"x-portkey-provider", outcome.leaf.target.provider.name.encode()))
+        headers.append((b"x-portkey-last-used-option-index", outcome.leaf.path.encode()))
+    return headers
+
+
+__all__ = ["LOGGER", "Pipeline"]

@@ -1,0 +1,305 @@
+"""The shared base of the providers that speak OpenAI's completions API.
+
+They differ only in data: base URL, endpoint path, which OpenAI params (and extras) they take,
+extra headers, and whether their answers are relayed verbatim (OpenAI, Azure) or rebuilt in
+OpenAI's shape with ``provider`` and normalised finish reasons (everyone else).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from portkey_mw.providers.base import (
+    ErrorDetail,
+    JSONDict,
+    Params,
+    ParamSpec,
+    ParamTable,
+    Provider,
+    ResponseContext,
+    ResponseUnreadable,
+    StreamFailure,
+    Target,
+    Usage,
+    as_str,
+    encode_chunk,
+    map_finish_reason,
+    message_of,
+    require_key,
+)
+
+# OpenAI's own completions parameters, in the schema's order.
+OPENAI_PARAMS: tuple[str, ...] = (
+    "model",
+    "prompt",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "stream",
+    "logprobs",
+    "echo",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "best_of",
+    "logit_bias",
+    "user",
+    "seed",
+    "suffix",
+    "stream_options",
+)
+
+
+def same_name_table(names: Iterable[str], **ranges: tuple[float | None, float | None]) -> ParamTable:
+    """A table that forwards each name unchanged, with optional provider ranges."""
+    table: dict[str, ParamSpec] = {}
+    for name in names:
+        low, high = ranges.get(name, (None, None))
+        table[name] = ParamSpec(name, minimum=low, maximum=high)
+    return table
+
+
+def bearer_auth(target: Target) -> dict[str, str]:
+    return {"authorization": f"Bearer {require_key(target)}"}
+
+
+def fixed_base(url: str) -> Callable[[Target], str]:
+    return lambda _target: url
+
+
+def fixed_endpoint(path: str) -> Callable[[Target, Params], str]:
+    return lambda _target, _params: path
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def map_compatible_error(body: Any, ctx: ResponseContext) -> ErrorDetail:
+    """Errors of OpenAI-compatible servers, in every shape they come in.
+
+    ``{"error": {...}}`` (OpenAI), ``{"error": "text"}``, FastAPI's ``{"detail": [...]}`` or
+    ``{"detail": "text"}``, Apigee's ``{"fault": {...}}`` and a top-level ``message``.
+    """
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return ErrorDetail(
+                str(error.get("message") or message_of(error)),
+                as_str(error.get("type")),
+                as_str(error.get("param")),
+                as_str(error.get("code")),
+            )
+        if isinstance(error, str) and error:
+            return ErrorDetail(error)
+        fault = body.get("fault")
+        if isinstance(fault, dict):
+            detail = fault.get("detail")
+            code = detail.get("errorcode") if isinstance(detail, dict) else None
+            return ErrorDetail(str(fault.get("faultstring") or message_of(fault)), code=as_str(code))
+        detail = body.get("detail")
+        if isinstance(detail, list) and detail:
+            return ErrorDetail(_describe_validation(detail), as_str(_first_type(detail)))
+        if isinstance(detail, str) and detail:
+            return ErrorDetail(detail)
+        if isinstance(body.get("message"), str) and body["message"]:
+            return ErrorDetail(body["message"], as_str(body.get("type")))
+    return ErrorDetail(message_of(body))
+
+
+def _describe_validation(detail: list[Any]) -> str:
+    parts = []
+    for item in detail:
+        if isinstance(item, dict):
+            loc = ".".join(str(p) for p in item.get("loc") or ())
+            msg = str(item.get("msg") or "")
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        else:
+            parts.append(str(item))
+    return "; ".join(parts)
+
+
+def _first_type(detail: list[Any]) -> Any:
+    return detail[0].get("type") if isinstance(detail[0], dict) else None
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt = raw.get("prompt_tokens")
+    completion = raw.get("completion_tokens")
+    if not isinstance(prompt, int) and not isinstance(completion, int):
+        return None
+    prompt = prompt if isinstance(prompt, int) else 0
+    completion = completion if isinstance(completion, int) else 0
+    total = raw.get("total_tokens")
+    return Usage(prompt, completion, total if isinstance(total, int) else prompt + completion)
+
+
+def _rebuild_choice(raw: Any, position: int, final: bool) -> JSONDict:
+    item = raw if isinstance(raw, dict) else {}
+    index = item.get("index")
+    reason = item.get("finish_reason")
+    text = item.get("text")
+    return {
+        "text": text if isinstance(text, str) else "",
+        "index": index if isinstance(index, int) else position,
+        "logprobs": item.get("logprobs"),
+        "finish_reason": map_finish_reason(reason) if (final or reason) else None,
+    }
+
+
+def rebuild_response(body: Any, ctx: ResponseContext) -> JSONDict:
+    """An OpenAI-compatible answer in OpenAI's exact shape, with ``provider``."""
+    if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+        raise ResponseUnreadable("the answer has no 'choices' list")
+    out: JSONDict = {
+        "id": body.get("id") if isinstance(body.get("id"), str) else ctx.new_id(),
+        "object": "text_completion",
+        "created": body.get("created") if isinstance(body.get("created"), int) else ctx.now(),
+        "model": body.get("model") if isinstance(body.get("model"), str) else ctx.model,
+        "provider": ctx.provider,
+        "choices": [_rebuild_choice(c, i, True) for i, c in enumerate(body["choices"])],
+    }
+    usage = _usage(body.get("usage"))
+    if usage is not None:
+        out["usage"] = usage.as_dict()
+    return out
+
+
+# --- streams ---------------------------------------------------------------------------------
+
+_ANY = msgspec.json.Decoder()
+
+
+class _UsageView(msgspec.Struct):
+    usage: Usage | None = None
+    choices: list[dict[str, Any]] | None = None
+
+
+_VIEW = msgspec.json.Decoder(_UsageView)
+
+
+def _stream_error(data: bytes) -> StreamFailure | None:
+    if b'"error"' not in data:
+        return None
+    try:
+        decoded = _ANY.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(decoded, dict) and "error" in decoded and "choices" not in decoded:
+        detail = map_compatible_error(decoded, ResponseContext(provider=""))
+        return StreamFailure(detail.message, detail.type or "upstream_error")
+    return None
+
+
+class VerbatimStream:
+    """OpenAI and Azure: frames relayed byte for byte; usage and finish reason noted for logs."""
+
+    def __init__(self, ctx: ResponseContext) -> None:
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+
+    def on_event(self, event: str | None, data: bytes) -> Iterable[bytes]:
+        failure = _stream_error(data)
+        if failure is not None:
+            raise failure
+        if b'"usage":{' in data or b'"finish_reason":"' in data:
+            self._note(data)
+        if event is not None:
+            return (b"event: " + event.encode() + b"\ndata: " + data + b"\n\n",)
+        return (b"data: " + data + b"\n\n",)
+
+    def _note(self, data: bytes) -> None:
+        try:
+            view = _VIEW.decode(data)
+        except msgspec.DecodeError:
+            return
+        if view.usage is not None:
+            self.usage = view.usage
+        for item in view.choices or ():
+            if item.get("finish_reason"):
+                self.finish_reason = str(item["finish_reason"])
+
+    def finish(self) -> Iterable[bytes]:
+        return ()
+
+
+class RebuiltStream:
+    """Compatible providers: each chunk rebuilt in OpenAI's shape with ``provider``.
+
+    Finish reasons are mapped (Together's ``eos`` is ``stop``), ``null`` until the provider
+    gives one; usage is relayed where the provider gives it.
+    """
+
+    def __init__(self, ctx: ResponseContext) -> None:
+        self.ctx = ctx
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+
+    def on_event(self, event: str | None, data: bytes) -> Iterable[bytes]:
+        failure = _stream_error(data)
+        if failure is not None:
+            raise failure
+        try:
+            raw = _ANY.decode(data)
+        except msgspec.DecodeError:
+            raise StreamFailure("the provider sent a stream event that is not JSON") from None
+        if not isinstance(raw, dict):
+            return ()
+        choices = raw.get("choices") if isinstance(raw.get("choices"), list) else []
+        chunk: JSONDict = {
+            "id": raw.get("id") if isinstance(raw.get("id"), str) else self.ctx.new_id(),
+            "object": "text_completion",
+            "created": raw.get("created") if isinstance(raw.get("created"), int) else self.ctx.now(),
+            "model": raw.get("model") if isinstance(raw.get("model"), str) else self.ctx.model,
+            "provider": self.ctx.provider,
+            "choices": [_rebuild_choice(c, i, False) for i, c in enumerate(choices)],
+        }
+        for item in chunk["choices"]:
+            if item["finish_reason"] is not None:
+                self.finish_reason = item["finish_reason"]
+        usage = _usage(raw.get("usage"))
+        if usage is not None:
+            self.usage = usage
+            chunk["usage"] = usage.as_dict()
+        return (encode_chunk(chunk),)
+
+    def finish(self) -> Iterable[bytes]:
+        return ()
+
+
+def compatible(
+    name: str,
+    base_url: str,
+    endpoint: str,
+    params: ParamTable,
+    *,
+    verbatim: bool = False,
+    option_names: tuple[str, ...] = (),
+    header_aliases: Mapping[str, tuple[str, ...]] | None = None,
+    default_headers: Mapping[str, str] | None = None,
+    auth: Callable[[Target], dict[str, str]] = bearer_auth,
+    base: Callable[[Target], str] | None = None,
+    path: Callable[[Target, Params], str] | None = None,
+) -> Provider:
+    """Declare an OpenAI-compatible provider."""
+    return Provider(
+        name=name,
+        base_url=base or fixed_base(base_url),
+        endpoint=path or fixed_endpoint(endpoint),
+        params=params,
+        auth_headers=auth,
+        map_error=map_compatible_error,
+        stream_mapper=VerbatimStream if verbatim else RebuiltStream,
+        map_response=None if verbatim else rebuild_response,
+        option_names=option_names,
+        header_aliases=header_aliases or {},
+        default_headers=default_headers or {},
+    )

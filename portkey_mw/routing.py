@@ -1,0 +1,199 @@
+"""Execute a routing plan: strategies, retries with backoff, per-attempt timeouts.
+
+Strategies are small functions over the plan tree; every attempt is recorded with its JSON
+path and status for the response headers and the log event. Retries and fallbacks happen
+only before a stream's first byte reaches the client: an attempt returns a stream already
+opened up to its first frame, and a success stops the walk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from portkey_mw.conditions import matches
+from portkey_mw.errors import GatewayError, InvalidRequest
+from portkey_mw.fanout import fan_out_needed, run_fanned_out
+from portkey_mw.headers import RequestHeaders
+from portkey_mw.plan import Branch, Leaf, Node
+from portkey_mw.providers.base import ResponseContext, UpstreamRequest
+from portkey_mw.schema import validate_params
+from portkey_mw.settings import Settings
+from portkey_mw.upstream import Answer, gateway_answer, send_attempt
+
+DEFAULT_RETRY_CODES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    path: str
+    provider: str
+    status: int
+    upstream_ms: float | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The answer the client gets, which leaf produced it, and how we got there."""
+
+    answer: Answer
+    leaf: Leaf | None
+    retry_count: int = 0
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RequestState:
+    params: dict[str, Any]
+    headers: RequestHeaders
+    pathname: str
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+class Router:
+    def __init__(self, client: httpx.AsyncClient, settings: Settings, rng: random.Random | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.rng = rng or random.Random()
+
+    async def run(self, node: Node, state: RequestState) -> Outcome:
+        if isinstance(node, Leaf):
+            return await self._leaf(node, state)
+        mode = node.strategy.mode
+        if mode == "fallback":
+            return await self._fallback(node, state)
+        if mode == "loadbalance":
+            return await self.run(node.children[self._pick(node.weights)], state)
+        if mode == "conditional":
+            return await self.run(self._condition(node, state), state)
+        return await self.run(node.children[0], state)
+
+    async def _fallback(self, node: Branch, state: RequestState) -> Outcome:
+        codes = node.strategy.on_status_codes
+        outcome: Outcome | None = None
+        for child in node.children:
+            if outcome is not None:
+                await outcome.answer.aclose()
+            outcome = await self.run(child, state)
+            stop = outcome.answer.status not in codes if codes else outcome.answer.ok
+            if stop:
+                break
+        assert outcome is not None  # a Branch always has children (config validation)
+        return outcome
+
+    def _pick(self, weights: tuple[float, ...]) -> int:
+        draw = self.rng.random() * sum(weights)
+        for index, weight in enumerate(weights):
+            if weight > 0 and draw < weight:
+                return index
+            draw -= weight
+        return max(i for i, w in enumerate(weights) if w > 0)
+
+    def _condition(self, node: Branch, state: RequestState) -> Node:
+        context = {
+            "metadata": state.headers.metadata,
+            "params": state.params,
+            "url": {"pathname": state.pathname},
+        }
+        chosen = None
+        for condition in node.strategy.conditions or ():
+            if matches(condition.query, context):
+                chosen = condition.then
+                break
+        chosen = chosen or node.strategy.default
+        if chosen is None:
+            raise InvalidRequest(
+                f"No condition of the conditional strategy at {node.path} matched this request "
+                "and it has no 'default' target.",
+                param="x-portkey-config.strategy.default",
+            )
+        return node.children[node.names.index(chosen)]
+
+    async def _leaf(self, leaf: Leaf, state: RequestState) -> Outcome:
+        retry = leaf.retry
+        attempts = retry.attempts if retry is not None else 0
+        codes = (
+            frozenset(retry.on_status_codes)
+            if retry is not None and retry.on_status_codes
+            else DEFAULT_RETRY_CODES
+        )
+        waited = 0.0
+        for number in range(attempts + 1):
+            answer = await self._attempt(leaf, state)
+            state.attempts.append(
+                AttemptRecord(leaf.path, leaf.target.provider.name, answer.status, answer.upstream_ms)
+            )
+            retriable = answer.status in codes or answer.error_type == "upstream_error"
+            if answer.ok or not retriable:
+                return Outcome(answer, leaf, number, state.attempts)
+            if number == attempts:
+                break
+            delay = self._backoff(number)
+            if answer.retry_after_s is not None:
+                if answer.retry_after_s > self.settings.retry_after_cap_s - waited:
+                    break  # the provider asks for longer than we may wait: answer now
+                delay = max(delay, answer.retry_after_s)
+            waited += delay
+            await answer.aclose()
+            await asyncio.sleep(delay)
+        return Outcome(answer, leaf, -1 if attempts else 0, state.attempts)
+
+    def _backoff(self, number: int) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        base = min(self.settings.retry_backoff_ms * (2**number), self.settings.retry_backoff_max_ms)
+        return (base / 2 + self.rng.random() * base / 2) / 1000
+
+    async def _attempt(self, leaf: Leaf, state: RequestState) -> Answer:
+        try:
+            params = _effective_params(state.params, leaf.override_params)
+            provider = leaf.target.provider
+            if fan_out_needed(provider, params):
+                return await run_fanned_out(self, leaf, params, state)
+            return await self.send(leaf, params, state)
+        except GatewayError as error:
+            return gateway_answer(error)
+
+    async def send(self, leaf: Leaf, params: Mapping[str, Any], state: RequestState) -> Answer:
+        """One upstream call for one leaf with these (already effective) params."""
+        provider = leaf.target.provider
+        request, dropped = provider.build_request(leaf.target, params)
+        request = _with_forwarded(request, leaf.forward_headers, state.headers.raw)
+        ctx = ResponseContext(provider=provider.name, params=params)
+        answer = await send_attempt(
+            self.client,
+            request,
+            ctx,
+            self.settings,
+            map_response=provider.map_response,
+            map_error=provider.map_error,
+            decoder=provider.stream_decoder(),
+            mapper=provider.stream_mapper(ctx) if request.stream else None,
+            timeout_ms=leaf.timeout_ms,
+        )
+        answer.dropped = dropped
+        return answer
+
+
+def _effective_params(params: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    if not overrides:
+        return params
+    merged = {**params, **overrides}
+    validate_params(merged)
+    return merged
+
+
+def _with_forwarded(
+    request: UpstreamRequest, names: tuple[str, ...], client_headers: Mapping[str, str]
+) -> UpstreamRequest:
+    if not names:
+        return request
+    for name in names:
+        value = client_headers.get(name)
+        if value is not None:
+            request.headers[name] = value
+    return request

@@ -1,0 +1,357 @@
+"""The shared upstream client and one attempt against one target.
+
+The client is an ``httpx.AsyncClient`` (the seam users and tests inject) whose default
+transport is aiohttp's connection pool: httpx's own pool degrades badly under concurrency
+(encode/httpx#3215), see ``benchmarks/``. An attempt sends one request and turns whatever
+happens into an :class:`Answer`: a mapped JSON body, an open stream whose first frames are
+already read, or an error in the OpenAI shape. Nothing here leaks an address or a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+
+from portkey_mw.errors import (
+    ErrorBody,
+    GatewayError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    encode_json,
+)
+from portkey_mw.framing import FrameDecoder
+from portkey_mw.providers.base import (
+    ResponseContext,
+    ResponseUnreadable,
+    StreamFailure,
+    StreamMapper,
+    UpstreamRequest,
+    Usage,
+)
+from portkey_mw.settings import Settings
+
+_ANY = msgspec.json.Decoder()
+_MAX_ERROR_BYTES = 1024 * 1024
+
+# Upstream response headers never relayed: hop-by-hop and framing headers (the server
+# re-frames), cookies and identity of the provider's edge, and anything claiming to be ours.
+_NOT_RELAYED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "content-type",
+        "set-cookie",
+        "set-cookie2",
+        "server",
+        "date",
+        "alt-svc",
+        "strict-transport-security",
+        "via",
+    }
+)
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    """The middleware's own client: one pool, sized for concurrency, no env proxies."""
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=30.0,
+    )
+    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits, trust_env=False),
+        timeout=timeout,
+        trust_env=False,
+        follow_redirects=False,
+    )
+
+
+def relayable(headers: httpx.Headers) -> list[tuple[str, str]]:
+    return [
+        (k, v)
+        for k, v in headers.multi_items()
+        if k not in _NOT_RELAYED and not k.startswith("x-portkey-")
+    ]
+
+
+@dataclass(slots=True)
+class Answer:
+    """What one attempt produced."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+    error_type: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    retry_after_s: float | None = None
+    upstream_ms: float | None = None
+    ttft_ms: float | None = None
+    dropped: list[str] = field(default_factory=list)
+    closer: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    async def aclose(self) -> None:
+        if self.closer is not None:
+            closer, self.closer = self.closer, None
+            await closer()
+
+
+def gateway_answer(error: GatewayError) -> Answer:
+    return Answer(error.status, list(error.headers), error.encode(), error_type=error.error_type)
+
+
+async def send_attempt(
+    client: httpx.AsyncClient,
+    request: UpstreamRequest,
+    ctx: ResponseContext,
+    settings: Settings,
+    *,
+    map_response: Any,
+    map_error: Any,
+    decoder: FrameDecoder,
+    mapper: StreamMapper | None,
+    timeout_ms: int | None,
+) -> Answer:
+    """Send one request; the deadline (``timeout_ms``) covers a whole JSON answer, or a
+    stream up to its first frame."""
+    started = time.perf_counter()
+    http_request = client.build_request(
+        "POST", request.url, headers=request.headers, content=request.body
+    )
+    response: httpx.Response | None = None
+    try:
+        async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
+            response = await client.send(http_request, stream=True)
+            answer = await _read(response, ctx, settings, map_response, map_error, decoder, mapper,
+                                 request.stream)
+    except TimeoutError:
+        if response is not None:
+            await response.aclose()
+        error = UpstreamTimeout(
+            f"Request exceeded the timeout sent in the request: {timeout_ms}ms"
+        )
+        return gateway_answer(error)
+    except httpx.TimeoutException:
+        if response is not None:
+            await response.aclose()
+        return gateway_answer(UpstreamUnavailable(
+            f"Provider '{ctx.provider}' did not answer in time.", status=504, code="upstream_timeout"
+        ))
+    except httpx.HTTPError:
+        if response is not None:
+            await response.aclose()
+        return gateway_answer(UpstreamUnavailable(
+            f"Provider '{ctx.provider}' could not be reached.", code="upstream_unreachable"
+        ))
+    except GatewayError as error:
+        if response is not None:
+            await response.aclose()
+        return gateway_answer(error)
+    except BaseException:
+        if response is not None:
+            await response.aclose()
+        raise
+    answer.upstream_ms = (time.perf_counter() - started) * 1000
+    return answer
+
+
+async def _read(
+    response: httpx.Response,
+    ctx: ResponseContext,
+    settings: Settings,
+    map_response: Any,
+    map_error: Any,
+    decoder: FrameDecoder,
+    mapper: StreamMapper | None,
+    stream: bool,
+) -> Answer:
+    headers = relayable(response.headers)
+    ctx = ResponseContext(
+        provider=ctx.provider, params=ctx.params, status=response.status_code,
+        headers=response.headers, strict=ctx.strict,
+    )
+    if not 200 <= response.status_code < 300:
+        raw = await _read_capped(response, _MAX_ERROR_BYTES)
+        answer = _error_answer(raw, response, ctx, map_error)
+        answer.headers = headers
+        return answer
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if stream and mapper is not None and media != "application/json":
+        return await _open_stream(response, headers, decoder, mapper)
+    raw = await _read_capped(response, settings.max_response_bytes)
+    answer = _json_answer(raw, ctx, map_response)
+    answer.headers = headers
+    return answer
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise UpstreamUnavailable(
+                    "The provider's answer is larger than this gateway accepts.",
+                    code="upstream_too_large",
+                )
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return b"".join(chunks)
+
+
+def _error_answer(raw: bytes, response: httpx.Response, ctx: ResponseContext, map_error: Any) -> Answer:
+    try:
+        decoded: Any = _ANY.decode(raw) if raw.strip() else ""
+    except msgspec.DecodeError:
+        decoded = raw.decode("utf-8", "replace")
+    detail = map_error(decoded, ctx)
+    detail.message = f"{ctx.provider} error: {detail.message}"
+    body = encode_json(ErrorBody(detail, ctx.provider))
+    return Answer(
+        response.status_code,
+        body=body,
+        error_type=detail.type or "provider_error",
+        retry_after_s=retry_after(response.headers),
+    )
+
+
+def _json_answer(raw: bytes, ctx: ResponseContext, map_response: Any) -> Answer:
+    try:
+        decoded = _ANY.decode(raw)
+    except msgspec.DecodeError:
+        raise UpstreamUnavailable(
+            f"Provider '{ctx.provider}' sent an answer that is not valid JSON.",
+            code="upstream_unreadable",
+        ) from None
+    if map_response is None:
+        usage, model = _usage_of(decoded)
+        return Answer(ctx.status, body=raw, usage=usage, model=model)
+    try:
+        mapped = map_response(decoded, ctx)
+    except ResponseUnreadable as exc:
+        raise UpstreamUnavailable(
+            f"Provider '{ctx.provider}' sent an answer this gateway cannot read: {exc}.",
+            code="upstream_unreadable",
+        ) from None
+    usage, model = _usage_of(mapped)
+    return Answer(ctx.status, body=encode_json(mapped), usage=usage, model=model)
+
+
+def _usage_of(body: Any) -> tuple[Usage | None, str | None]:
+    if not isinstance(body, dict):
+        return None, None
+    model = body.get("model") if isinstance(body.get("model"), str) else None
+    raw = body.get("usage")
+    if isinstance(raw, dict):
+        try:
+            return msgspec.convert(raw, Usage), model
+        except msgspec.ValidationError:
+            return None, model
+    return None, model
+
+
+async def _open_stream(
+    response: httpx.Response,
+    headers: list[tuple[str, str]],
+    decoder: FrameDecoder,
+    mapper: StreamMapper,
+) -> Answer:
+    """Read until the first frame to send exists (so retries and fallbacks still apply)."""
+    chunks = response.aiter_bytes()
+    first: list[bytes] = []
+    ended = False
+    try:
+        while not first:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                ended = True
+                first.extend(_map_events(decoder.close(), mapper))
+                first.extend(mapper.finish())
+                break
+            first.extend(_map_events(decoder.feed(chunk), mapper))
+    except StreamFailure as failure:
+        await response.aclose()
+        raise UpstreamUnavailable(failure.message, code="upstream_stream_error") from None
+    except BaseException:
+        await response.aclose()
+        raise
+    answer = Answer(response.status_code, headers)
+    answer.stream = _frames(first, ended, chunks, decoder, mapper, answer)
+    answer.closer = response.aclose
+    return answer
+
+
+def _map_events(events: list[tuple[str | None, bytes]], mapper: StreamMapper) -> list[bytes]:
+    out: list[bytes] = []
+    for event, data in events:
+        if data == b"[DONE]":
+            continue
+        out.extend(mapper.on_event(event, data))
+    return out
+
+
+async def _frames(
+    first: list[bytes],
+    ended: bool,
+    chunks: AsyncIterator[bytes],
+    decoder: FrameDecoder,
+    mapper: StreamMapper,
+    answer: Answer,
+) -> AsyncIterator[bytes]:
+    """The rest of the stream as OpenAI SSE frames. Failures after the first byte raise
+    :class:`StreamFailure`; the relay turns them into an SSE error event."""
+    for frame in first:
+        yield frame
+    if not ended:
+        try:
+            async for chunk in chunks:
+                for frame in _map_events(decoder.feed(chunk), mapper):
+                    yield frame
+        except httpx.HTTPError:
+            raise StreamFailure("The provider's stream was cut before it finished.") from None
+        for frame in _map_events(decoder.close(), mapper):
+            yield frame
+        for frame in mapper.finish():
+            yield frame
+    answer.usage = mapper.usage
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds a provider asked us to wait (``retry-after-ms``, ``x-ms-retry-after-ms``,
+    ``retry-after`` in seconds)."""
+    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                seconds = float(value.strip()) * scale
+            except ValueError:
+                continue
+            if seconds >= 0:
+                return seconds
+    return None
