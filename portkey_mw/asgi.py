@@ -11,7 +11,7 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
-class ClientDisconnected(Exception):  # noqa: N818 - a condition, not a bug
+class ClientDisconnected(Exception):
     """The client went away before we answered."""
 
 

@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config) if args.config else build_settings({})
         if args.allow_custom_host:
             values = msgspec.structs.asdict(settings)
-            values["allowed_custom_hosts"] = [*settings.allowed_custom_hosts, *args.allow_custom_host]
+            values["allowed_custom_hosts"] = [
+                *settings.allowed_custom_hosts,
+                *args.allow_custom_host,
+            ]
             settings = msgspec.convert(values, Settings)
         from portkey_mw.gateway import create_gateway
 
@@ -49,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
 
     level = getattr(logging, args.log_level.upper())
     configure_logging(json=True, level=level)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                log_config=None)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        log_config=None,
+    )
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 from portkey_mw.errors import InvalidRequest
 
@@ -61,7 +61,7 @@ def _holds(condition: Any, value: Any) -> bool:
     return all(_operator(op, arg, value) for op, arg in condition.items())
 
 
-def _operator(op: str, arg: Any, value: Any) -> bool:  # noqa: PLR0911 - one line per operator
+def _operator(op: str, arg: Any, value: Any) -> bool:
     if op == "$eq":
         return value is not _MISSING and value == arg
     if op == "$ne":
@@ -72,8 +72,12 @@ def _operator(op: str, arg: Any, value: Any) -> bool:  # noqa: PLR0911 - one lin
             _bad(f"'{op}' needs a number")
         if left is None:
             return False
-        return {"$gt": left > right, "$gte": left >= right, "$lt": left < right,
-                "$lte": left <= right}[op]
+        return {
+            "$gt": left > right,
+            "$gte": left >= right,
+            "$lt": left < right,
+            "$lte": left <= right,
+        }[op]
     if op in ("$in", "$nin"):
         if not isinstance(arg, list):
             _bad(f"'{op}' needs a list")
@@ -83,8 +87,7 @@ def _operator(op: str, arg: Any, value: Any) -> bool:  # noqa: PLR0911 - one lin
         if not isinstance(arg, str):
             _bad("'$regex' needs a string")
         return isinstance(value, str) and _compiled(arg).search(value) is not None
-    _bad(f"unsupported operator '{op}'")
-    return False
+    return _bad(f"unsupported operator '{op}'")
 
 
 def _number(value: Any) -> float | None:
@@ -106,10 +109,10 @@ def _compiled(pattern: str) -> re.Pattern[str]:
         return re.compile(pattern)
     except re.error:
         _bad(f"invalid '$regex' pattern {pattern[:64]!r}")
-        raise
 
 
-def _bad(message: str) -> None:
+def _bad(message: str) -> NoReturn:
     raise InvalidRequest(
-        f"Invalid conditional routing query: {message}.", param="x-portkey-config.strategy.conditions"
+        f"Invalid conditional routing query: {message}.",
+        param="x-portkey-config.strategy.conditions",
     )

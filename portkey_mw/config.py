@@ -137,13 +137,14 @@ def _normalise(obj: dict[str, Any], options: frozenset[str], path: str) -> dict[
         if name in out:
             _fail(f"'{key}' is given twice (snake_case and camelCase)", here)
         if name == "targets" and isinstance(value, list):
-            value = [
+            out[name] = [
                 _normalise(t, options, f"{here}[{i}]") if isinstance(t, dict) else t
                 for i, t in enumerate(value)
             ]
         elif name in ("retry", "cache", "strategy") and isinstance(value, dict):
-            value = {snake(k): v for k, v in value.items()}
-        out[name] = value
+            out[name] = {snake(k): v for k, v in value.items()}
+        else:
+            out[name] = value
     if collected:
         out["provider_options"] = collected
     return out
@@ -154,7 +155,7 @@ def _check_tree(node: ConfigNode, path: str) -> None:
         if not node.targets:
             _fail("a strategy needs a non-empty 'targets' list", _join(path, "targets"))
         if node.strategy.mode == "loadbalance" and not any(
-            (t.weight if t.weight is not None else 1) > 0 for t in node.targets
+            (t.weight if t.weight is not None else 1) > 0 for t in node.targets or ()
         ):
             _fail("every loadbalance target has weight 0", _join(path, "targets"))
         if node.strategy.mode == "conditional":
@@ -166,9 +167,10 @@ def _check_tree(node: ConfigNode, path: str) -> None:
 
 
 def _check_conditional(node: ConfigNode, path: str) -> None:
-    assert node.strategy is not None and node.targets is not None
-    names = {t.name for t in node.targets if t.name}
-    conditions = node.strategy.conditions or []
+    strategy, targets = node.strategy, node.targets or []
+    assert strategy is not None
+    names = {t.name for t in targets if t.name}
+    conditions = strategy.conditions or []
     if not conditions:
         _fail("a conditional strategy needs 'conditions'", _join(path, "strategy.conditions"))
     for i, condition in enumerate(conditions):
@@ -177,7 +179,7 @@ def _check_conditional(node: ConfigNode, path: str) -> None:
                 f"no target is named '{condition.then}'",
                 _join(path, f"strategy.conditions[{i}].then"),
             )
-    default = node.strategy.default
+    default = strategy.default
     if default is not None and default not in names:
         _fail(f"no target is named '{default}'", _join(path, "strategy.default"))
 

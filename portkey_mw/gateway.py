@@ -11,7 +11,9 @@ from portkey_mw.middleware import PortkeyMiddleware
 from portkey_mw.settings import Settings, build_settings
 
 _HEALTH = b'{"status":"ok"}'
-_NOT_FOUND = b'{"error":{"message":"Not found","type":"invalid_request_error","param":null,"code":null}}'
+_NOT_FOUND = (
+    b'{"error":{"message":"Not found","type":"invalid_request_error","param":null,"code":null}}'
+)
 
 
 async def _minimal_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -27,15 +29,22 @@ async def _minimal_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     found = scope["path"] == "/health" and scope["method"] in ("GET", "HEAD")
     body = _HEALTH if found else _NOT_FOUND
-    await send({
-        "type": "http.response.start",
-        "status": 200 if found else 404,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200 if found else 404,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-def create_gateway(settings: Settings | None = None, *, http_client: httpx.AsyncClient | None = None) -> PortkeyMiddleware:
+def create_gateway(
+    settings: Settings | None = None, *, http_client: httpx.AsyncClient | None = None
+) -> PortkeyMiddleware:
     """The standalone gateway as an ASGI app."""
     settings = settings or build_settings({})
     values = {name: getattr(settings, name) for name in settings.__struct_fields__}

@@ -42,7 +42,9 @@ class RequestHeaders:
     forward_headers: tuple[str, ...] | None = None
     cache_force_refresh: bool = False
 
-    def options_for(self, option_names: Iterable[str], aliases: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    def options_for(
+        self, option_names: Iterable[str], aliases: Mapping[str, tuple[str, ...]]
+    ) -> dict[str, str]:
         """Provider options sent as ``x-portkey-<kebab-case>`` headers (or their aliases)."""
         found: dict[str, str] = {}
         for name in option_names:
@@ -200,7 +202,9 @@ def validate_forward_headers(names: Iterable[str], param: str) -> None:
 
 def forwardable(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(
-        n for n in (x.lower() for x in names) if n not in UNFORWARDABLE and not n.startswith("x-portkey-")
+        n
+        for n in (x.lower() for x in names)
+        if n not in UNFORWARDABLE and not n.startswith("x-portkey-")
     )
 
 

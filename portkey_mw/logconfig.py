@@ -10,7 +10,9 @@ from typing import TextIO
 import structlog
 
 
-def configure_logging(*, json: bool = True, level: int = logging.INFO, stream: TextIO | None = None) -> None:
+def configure_logging(
+    *, json: bool = True, level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
     """Configure structlog (and stdlib logging) to write one line per event."""
     output = stream or sys.stdout
     renderer: structlog.typing.Processor = (
@@ -29,3 +31,5 @@ def configure_logging(*, json: bool = True, level: int = logging.INFO, stream: T
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, stream=output, format="%(message)s", force=True)
+    # httpx logs every upstream call at INFO; the completion event already says it all.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

@@ -27,7 +27,9 @@ class PortkeyMiddleware:
     closing it to you).
     """
 
-    def __init__(self, app: Any, *, http_client: httpx.AsyncClient | None = None, **settings: Any) -> None:
+    def __init__(
+        self, app: Any, *, http_client: httpx.AsyncClient | None = None, **settings: Any
+    ) -> None:
         self.app = app
         self.settings = build_settings(settings)
         self.pipeline = Pipeline(self.settings, http_client)
@@ -37,7 +39,9 @@ class PortkeyMiddleware:
         scope_type = scope["type"]
         if scope_type == "http":
             path = scope["path"]
-            if path == self._path or (path.endswith(self._path) and self._relative(scope) == self._path):
+            if path == self._path or (
+                path.endswith(self._path) and self._relative(scope) == self._path
+            ):
                 if scope["method"] == "POST":
                     await self.pipeline.handle(scope, receive, send)
                 else:
@@ -55,7 +59,7 @@ class PortkeyMiddleware:
     def _relative(scope: Any) -> str:
         path: str = scope["path"]
         root: str = scope.get("root_path", "")
-        return path[len(root):] if root and path.startswith(root) else path
+        return path[len(root) :] if root and path.startswith(root) else path
 
     def _lifespan_send(self, send: Any) -> Any:
         async def wrapped(message: dict[str, Any]) -> None:

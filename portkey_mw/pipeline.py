@@ -163,11 +163,13 @@ class Pipeline:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         except StreamFailure as failure:
             log["error_type"] = "stream_error"
-            await send({"type": "http.response.body", "body": _error_frame(failure), "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": _error_frame(failure), "more_body": True}
+            )
         except httpx.HTTPError:
             log["error_type"] = "stream_error"
-            failure = StreamFailure("The provider's stream failed before it finished.")
-            await send({"type": "http.response.body", "body": _error_frame(failure), "more_body": True})
+            cut = StreamFailure("The provider's stream failed before it finished.")
+            await send({"type": "http.response.body", "body": _error_frame(cut), "more_body": True})
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
 
 
@@ -208,8 +210,10 @@ def _error_frame(failure: StreamFailure) -> bytes:
 
 
 def _is_json(content_type: str) -> bool:
-    media = content_type.split(";")[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    media = content_type.split(";", maxsplit=1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def _describe_request(log: dict[str, Any], headers: RequestHeaders) -> None:

@@ -16,7 +16,12 @@ from typing import Any
 
 from portkey_mw.config import CacheSettings, ConfigNode, RetrySettings, Strategy, parse_config
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.headers import RequestHeaders, check_custom_host, forwardable, validate_forward_headers
+from portkey_mw.headers import (
+    RequestHeaders,
+    check_custom_host,
+    forwardable,
+    validate_forward_headers,
+)
 from portkey_mw.providers.base import Provider, Target
 from portkey_mw.settings import Settings, VirtualKey
 
@@ -123,7 +128,9 @@ class Planner:
             )
         return key
 
-    def _header_leaf(self, headers: RequestHeaders, root: ConfigNode, inherited: _Inherited) -> Leaf:
+    def _header_leaf(
+        self, headers: RequestHeaders, root: ConfigNode, inherited: _Inherited
+    ) -> Leaf:
         inherited = _inherit(inherited, root)
         if headers.virtual_key is not None:
             key = self.virtual_key(headers.virtual_key, "x-portkey-virtual-key")
@@ -137,7 +144,14 @@ class Planner:
                 **headers.options_for(provider.option_names, provider.header_aliases),
                 **root.provider_options,
             }
-            api_key = headers.api_key
+            api_key = headers.api_key or next(
+                (
+                    headers.raw[h].strip()
+                    for h in provider.key_headers
+                    if headers.raw.get(h, "").strip()
+                ),
+                None,
+            )
             host = None
         else:
             raise InvalidRequest(
@@ -149,7 +163,9 @@ class Planner:
             )
         return self._leaf("config", provider, api_key, options, host, headers, inherited)
 
-    def _node(self, node: ConfigNode, path: str, headers: RequestHeaders, parent: _Inherited) -> Node:
+    def _node(
+        self, node: ConfigNode, path: str, headers: RequestHeaders, parent: _Inherited
+    ) -> Node:
         inherited = _inherit(parent, node)
         if node.strategy is not None and node.targets:
             children = tuple(
@@ -195,10 +211,18 @@ class Planner:
         inherited: _Inherited,
     ) -> Leaf:
         host = headers.custom_host or inherited.custom_host or key_host
-        param = "x-portkey-custom-host" if headers.custom_host else f"x-portkey-config.{_rel(path)}custom_host"
+        param = (
+            "x-portkey-custom-host"
+            if headers.custom_host
+            else f"x-portkey-config.{_rel(path)}custom_host"
+        )
         if host is not None and not (key_host is not None and host == key_host):
             host = check_custom_host(host, self.allowed_hosts, param)
-        forward = headers.forward_headers if headers.forward_headers is not None else inherited.forward_headers
+        forward = (
+            headers.forward_headers
+            if headers.forward_headers is not None
+            else inherited.forward_headers
+        )
         timeout = headers.request_timeout_ms or inherited.timeout_ms
         target = Target(provider, api_key, options, host)
         return Leaf(
@@ -221,7 +245,9 @@ def _inherit(parent: _Inherited, node: ConfigNode) -> _Inherited:
         timeout_ms=node.request_timeout if node.request_timeout is not None else parent.timeout_ms,
         cache=node.cache if node.cache is not None else parent.cache,
         forward_headers=(
-            tuple(node.forward_headers) if node.forward_headers is not None else parent.forward_headers
+            tuple(node.forward_headers)
+            if node.forward_headers is not None
+            else parent.forward_headers
         ),
         custom_host=node.custom_host if node.custom_host is not None else parent.custom_host,
     )

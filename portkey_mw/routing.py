@@ -56,7 +56,9 @@ class RequestState:
 
 
 class Router:
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, settings: Settings, rng: random.Random | None = None
+    ) -> None:
         self.client = client
         self.settings = settings
         self.rng = rng or random.Random()
@@ -123,10 +125,13 @@ class Router:
             else DEFAULT_RETRY_CODES
         )
         waited = 0.0
+        answer = Answer(500)
         for number in range(attempts + 1):
             answer = await self._attempt(leaf, state)
             state.attempts.append(
-                AttemptRecord(leaf.path, leaf.target.provider.name, answer.status, answer.upstream_ms)
+                AttemptRecord(
+                    leaf.path, leaf.target.provider.name, answer.status, answer.upstream_ms
+                )
             )
             retriable = answer.status in codes or answer.error_type == "upstream_error"
             if answer.ok or not retriable:
@@ -146,7 +151,7 @@ class Router:
     def _backoff(self, number: int) -> float:
         """Exponential backoff with equal jitter: half fixed, half random."""
         base = min(self.settings.retry_backoff_ms * (2**number), self.settings.retry_backoff_max_ms)
-        return (base / 2 + self.rng.random() * base / 2) / 1000
+        return float(base / 2 + self.rng.random() * base / 2) / 1000
 
     async def _attempt(self, leaf: Leaf, state: RequestState) -> Answer:
         try:

@@ -92,7 +92,7 @@ def _explain(text: str, param: str | None) -> str:
         return f"Invalid request body: {text}."
     if "missing required field" in text:
         return f"'{param}' is a required property."
-    return f"Invalid value for '{param}': {text.split(' - at ')[0]}."
+    return f"Invalid value for '{param}': {text.split(' - at ', maxsplit=1)[0]}."
 
 
 def prompt_kind(prompt: object) -> str:

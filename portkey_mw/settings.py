@@ -81,6 +81,7 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 
 def _substitute(value: Any, where: str) -> Any:
     if isinstance(value, str):
+
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:

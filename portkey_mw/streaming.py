@@ -27,7 +27,8 @@ def completion_frames(body: bytes, params: Mapping[str, Any]) -> list[bytes]:
         if key in completion
     }
     base["object"] = "text_completion"
-    choices = completion.get("choices") if isinstance(completion.get("choices"), list) else []
+    raw_choices = completion.get("choices")
+    choices: list[Any] = raw_choices if isinstance(raw_choices, list) else []
     usage = completion.get("usage")
     frames = []
     for position, choice in enumerate(choices):
@@ -48,5 +49,7 @@ def completion_frames(body: bytes, params: Mapping[str, Any]) -> list[bytes]:
         frames.append(b"data: " + _ENCODER.encode(chunk) + b"\n\n")
     options = params.get("stream_options")
     if usage is not None and isinstance(options, Mapping) and options.get("include_usage"):
-        frames.append(b"data: " + _ENCODER.encode({**base, "choices": [], "usage": usage}) + b"\n\n")
+        frames.append(
+            b"data: " + _ENCODER.encode({**base, "choices": [], "usage": usage}) + b"\n\n"
+        )
     return frames

@@ -145,27 +145,32 @@ async def send_attempt(
     try:
         async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
             response = await client.send(http_request, stream=True)
-            answer = await _read(response, ctx, settings, map_response, map_error, decoder, mapper,
-                                 request.stream)
+            answer = await _read(
+                response, ctx, settings, map_response, map_error, decoder, mapper, request.stream
+            )
     except TimeoutError:
         if response is not None:
             await response.aclose()
-        error = UpstreamTimeout(
-            f"Request exceeded the timeout sent in the request: {timeout_ms}ms"
-        )
+        error = UpstreamTimeout(f"Request exceeded the timeout sent in the request: {timeout_ms}ms")
         return gateway_answer(error)
     except httpx.TimeoutException:
         if response is not None:
             await response.aclose()
-        return gateway_answer(UpstreamUnavailable(
-            f"Provider '{ctx.provider}' did not answer in time.", status=504, code="upstream_timeout"
-        ))
+        return gateway_answer(
+            UpstreamUnavailable(
+                f"Provider '{ctx.provider}' did not answer in time.",
+                status=504,
+                code="upstream_timeout",
+            )
+        )
     except httpx.HTTPError:
         if response is not None:
             await response.aclose()
-        return gateway_answer(UpstreamUnavailable(
-            f"Provider '{ctx.provider}' could not be reached.", code="upstream_unreachable"
-        ))
+        return gateway_answer(
+            UpstreamUnavailable(
+                f"Provider '{ctx.provider}' could not be reached.", code="upstream_unreachable"
+            )
+        )
     except GatewayError as error:
         if response is not None:
             await response.aclose()
@@ -190,8 +195,11 @@ async def _read(
 ) -> Answer:
     headers = relayable(response.headers)
     ctx = ResponseContext(
-        provider=ctx.provider, params=ctx.params, status=response.status_code,
-        headers=response.headers, strict=ctx.strict,
+        provider=ctx.provider,
+        params=ctx.params,
+        status=response.status_code,
+        headers=response.headers,
+        strict=ctx.strict,
     )
     if not 200 <= response.status_code < 300:
         raw = await _read_capped(response, _MAX_ERROR_BYTES)
@@ -224,7 +232,9 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def _error_answer(raw: bytes, response: httpx.Response, ctx: ResponseContext, map_error: Any) -> Answer:
+def _error_answer(
+    raw: bytes, response: httpx.Response, ctx: ResponseContext, map_error: Any
+) -> Answer:
     try:
         decoded: Any = _ANY.decode(raw) if raw.strip() else ""
     except msgspec.DecodeError:
@@ -345,7 +355,11 @@ async def _frames(
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds a provider asked us to wait (``retry-after-ms``, ``x-ms-retry-after-ms``,
     ``retry-after`` in seconds)."""
-    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("retry-after", 1.0)):
+    for name, scale in (
+        ("retry-after-ms", 0.001),
+        ("x-ms-retry-after-ms", 0.001),
+        ("retry-after", 1.0),
+    ):
         value = headers.get(name)
         if value:
             try:

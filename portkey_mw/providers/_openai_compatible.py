@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
+from portkey_mw.errors import ErrorDetail
 from portkey_mw.providers.base import (
-    ErrorDetail,
     JSONDict,
     Params,
     ParamSpec,
@@ -54,7 +54,9 @@ OPENAI_PARAMS: tuple[str, ...] = (
 )
 
 
-def same_name_table(names: Iterable[str], **ranges: tuple[float | None, float | None]) -> ParamTable:
+def same_name_table(
+    names: Iterable[str], **ranges: tuple[float | None, float | None]
+) -> ParamTable:
     """A table that forwards each name unchanged, with optional provider ranges."""
     table: dict[str, ParamSpec] = {}
     for name in names:
@@ -99,7 +101,9 @@ def map_compatible_error(body: Any, ctx: ResponseContext) -> ErrorDetail:
         if isinstance(fault, dict):
             detail = fault.get("detail")
             code = detail.get("errorcode") if isinstance(detail, dict) else None
-            return ErrorDetail(str(fault.get("faultstring") or message_of(fault)), code=as_str(code))
+            return ErrorDetail(
+                str(fault.get("faultstring") or message_of(fault)), code=as_str(code)
+            )
         detail = body.get("detail")
         if isinstance(detail, list) and detail:
             return ErrorDetail(_describe_validation(detail), as_str(_first_type(detail)))
@@ -194,7 +198,7 @@ def _stream_error(data: bytes) -> StreamFailure | None:
     except msgspec.DecodeError:
         return None
     if isinstance(decoded, dict) and "error" in decoded and "choices" not in decoded:
-        detail = map_compatible_error(decoded, ResponseContext(provider=""))
+        detail = map_compatible_error(decoded, ResponseContext(provider="", params={}))
         return StreamFailure(detail.message, detail.type or "upstream_error")
     return None
 
@@ -253,11 +257,14 @@ class RebuiltStream:
             raise StreamFailure("the provider sent a stream event that is not JSON") from None
         if not isinstance(raw, dict):
             return ()
-        choices = raw.get("choices") if isinstance(raw.get("choices"), list) else []
+        raw_choices = raw.get("choices")
+        choices: list[Any] = raw_choices if isinstance(raw_choices, list) else []
         chunk: JSONDict = {
             "id": raw.get("id") if isinstance(raw.get("id"), str) else self.ctx.new_id(),
             "object": "text_completion",
-            "created": raw.get("created") if isinstance(raw.get("created"), int) else self.ctx.now(),
+            "created": raw.get("created")
+            if isinstance(raw.get("created"), int)
+            else self.ctx.now(),
             "model": raw.get("model") if isinstance(raw.get("model"), str) else self.ctx.model,
             "provider": self.ctx.provider,
             "choices": [_rebuild_choice(c, i, False) for i, c in enumerate(choices)],

@@ -139,7 +139,7 @@ class StreamMapper(Protocol):
     def finish(self) -> Iterable[bytes]: ...
 
 
-class StreamFailure(Exception):  # noqa: N818 - it is a stream event, not a programming error
+class StreamFailure(Exception):
     """The provider reported an error inside a stream that had already started."""
 
     def __init__(self, message: str, error_type: str | None = "upstream_error") -> None:
@@ -148,7 +148,7 @@ class StreamFailure(Exception):  # noqa: N818 - it is a stream event, not a prog
         self.error_type = error_type
 
 
-class ResponseUnreadable(Exception):  # noqa: N818 - mapped to a 502 by the pipeline
+class ResponseUnreadable(Exception):
     """A 2xx answer whose shape the provider mapping does not recognise."""
 
 
@@ -195,6 +195,9 @@ class Provider:
     option_names: tuple[str, ...] = ()
     header_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     default_headers: Mapping[str, str] = field(default_factory=dict)
+    # Plain request headers that may carry the provider key when Authorization is absent
+    # (Anthropic's own SDKs send ``x-api-key``).
+    key_headers: tuple[str, ...] = ()
     # Adjusts the transformed body after the table ran (e.g. Anthropic's required fields).
     finalize_body: Callable[[JSONDict, Params], JSONDict] | None = None
 
@@ -245,8 +248,7 @@ def _check_range(name: str, value: Any, spec: ParamSpec) -> None:
         low = "-inf" if spec.minimum is None else f"{spec.minimum:g}"
         high = "inf" if spec.maximum is None else f"{spec.maximum:g}"
         raise InvalidRequest(
-            f"Invalid value for '{name}': {value} is outside the provider's range "
-            f"[{low}, {high}].",
+            f"Invalid value for '{name}': {value} is outside the provider's range [{low}, {high}].",
             param=name,
         )
 
@@ -316,7 +318,9 @@ def text_chunk(
     return encode_chunk(chunk)
 
 
-def usage_chunk(ctx: ResponseContext, chunk_id: str, usage: Usage, model: str | None = None) -> bytes:
+def usage_chunk(
+    ctx: ResponseContext, chunk_id: str, usage: Usage, model: str | None = None
+) -> bytes:
     """The ``include_usage`` chunk: empty choices and the whole request's usage."""
     return encode_chunk(
         {
