@@ -10,6 +10,14 @@ from typing import TextIO
 import structlog
 
 
+def _event_first(
+    logger: object, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Put ``event``, ``level`` and ``timestamp`` first so lines read well in a terminal."""
+    head = {k: event.pop(k) for k in ("timestamp", "level", "event") if k in event}
+    return {**head, **event}
+
+
 def configure_logging(
     *, json: bool = True, level: int = logging.INFO, stream: TextIO | None = None
 ) -> None:
@@ -24,10 +32,11 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _event_first,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(output),
+        logger_factory=structlog.WriteLoggerFactory(output),  # one write per line, never interleaved
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, stream=output, format="%(message)s", force=True)

@@ -214,8 +214,7 @@ class VerbatimStream:
         failure = _stream_error(data)
         if failure is not None:
             raise failure
-        if b'"usage":{' in data or b'"finish_reason":"' in data:
-            self._note(data)
+        self._note(data)
         if event is not None:
             return (b"event: " + event.encode() + b"\ndata: " + data + b"\n\n",)
         return (b"data: " + data + b"\n\n",)
