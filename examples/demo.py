@@ -38,8 +38,9 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _serve(app: Any) -> Iterator[str]:
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           log_config=None))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -82,13 +83,16 @@ def main() -> None:
         print(f"text: {completion.choices[0].text!r}  usage: {completion.usage}", flush=True)
         print("--- stream through the gateway ---", flush=True)
         stream = client.completions.create(
-            model="gpt-3.5-turbo-instruct", prompt="Count", max_tokens=16, stream=True,
+            model="gpt-3.5-turbo-instruct",
+            prompt="Count",
+            max_tokens=16,
+            stream=True,
             stream_options={"include_usage": True},
         )
         pieces = [chunk.choices[0].text for chunk in stream if chunk.choices]
         print(f"streamed: {''.join(pieces)!r}", flush=True)
         time.sleep(0.1)  # let the last log event flush before the servers stop
-    print("--- the JSON lines above with \"event\": \"completion\" are the gateway's log events ---")
+    print('--- the JSON lines above with "event": "completion" are the gateway\'s log events ---')
 
 
 if __name__ == "__main__":

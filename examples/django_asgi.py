@@ -37,5 +37,7 @@ from portkey_mw import PortkeyMiddleware  # noqa: E402 - after Django is configu
 
 application = PortkeyMiddleware(
     get_asgi_application(),
-    allowed_custom_hosts=[h for h in os.environ.get("PORTKEY_MW_ALLOWED_HOSTS", "").split(",") if h],
+    allowed_custom_hosts=[
+        h for h in os.environ.get("PORTKEY_MW_ALLOWED_HOSTS", "").split(",") if h
+    ],
 )

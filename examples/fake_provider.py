@@ -39,20 +39,33 @@ async def completions(request: Request) -> Response:
     model = str(body.get("model", ""))
     if model.startswith("error-"):
         status = int(model.removeprefix("error-"))
-        error = {"message": f"fake provider error {status}", "type": "server_error",
-                 "param": None, "code": None}
-        return JSONResponse({"error": error}, status_code=status, headers={"x-request-id": "req-fake"})
+        error = {
+            "message": f"fake provider error {status}",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+        return JSONResponse(
+            {"error": error}, status_code=status, headers={"x-request-id": "req-fake"}
+        )
     if body.get("stream"):
         chunks = int(request.headers.get("x-fake-chunks", "3"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(_stream(model, chunks, include_usage), media_type="text/event-stream")
-    return JSONResponse(_completion(model, " Hello from the fake provider."),
-                        headers={"x-request-id": "req-fake"})
+        return StreamingResponse(
+            _stream(model, chunks, include_usage), media_type="text/event-stream"
+        )
+    return JSONResponse(
+        _completion(model, " Hello from the fake provider."), headers={"x-request-id": "req-fake"}
+    )
 
 
 async def _stream(model: str, chunks: int, include_usage: bool) -> Any:
-    base = {"id": "cmpl-fake-0002", "object": "text_completion", "created": int(time.time()),
-            "model": model}
+    base = {
+        "id": "cmpl-fake-0002",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+    }
     for i in range(chunks):
         choice = {"text": f" word{i}", "index": 0, "logprobs": None, "finish_reason": None}
         yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"

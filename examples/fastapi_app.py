@@ -24,6 +24,10 @@ async def hello() -> dict[str, str]:
 
 app.add_middleware(
     PortkeyMiddleware,
-    virtual_keys={"openai-prod": {"provider": "openai", "api_key": os.environ.get("OPENAI_API_KEY", "")}},
-    allowed_custom_hosts=[h for h in os.environ.get("PORTKEY_MW_ALLOWED_HOSTS", "").split(",") if h],
+    virtual_keys={
+        "openai-prod": {"provider": "openai", "api_key": os.environ.get("OPENAI_API_KEY", "")}
+    },
+    allowed_custom_hosts=[
+        h for h in os.environ.get("PORTKEY_MW_ALLOWED_HOSTS", "").split(",") if h
+    ],
 )

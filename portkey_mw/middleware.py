@@ -51,7 +51,7 @@ class PortkeyMiddleware:
                     await send_error(send, error, list(_ALLOW))
                 return
         elif scope_type == "lifespan":
-            await self.app(scope, receive, self._lifespan_send(send))
+            await self._lifespan(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -61,13 +61,34 @@ class PortkeyMiddleware:
         root: str = scope.get("root_path", "")
         return path[len(root) :] if root and path.startswith(root) else path
 
-    def _lifespan_send(self, send: Any) -> Any:
-        async def wrapped(message: dict[str, Any]) -> None:
+    async def _lifespan(self, scope: Any, receive: Any, send: Any) -> None:
+        """Pass lifespan to the host; close our client once its shutdown ran. A host that
+        refuses lifespan (Django raises on it) gets ours, so the client still closes."""
+        received: list[str] = []
+        sent: list[str] = []
+
+        async def host_receive() -> Any:
+            message = await receive()
+            received.append(message["type"])
+            return message
+
+        async def host_send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await self.pipeline.aclose()
             await send(message)
 
-        return wrapped
+        try:
+            await self.app(scope, host_receive, host_send)
+        except Exception:
+            if sent:
+                raise
+            if "lifespan.startup" not in received:
+                await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            await self.pipeline.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
 
     async def aclose(self) -> None:
         """Close the upstream client the middleware created (for hosts without lifespan)."""

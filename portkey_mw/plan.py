@@ -23,7 +23,7 @@ from portkey_mw.headers import (
     validate_forward_headers,
 )
 from portkey_mw.providers.base import Provider, Target
-from portkey_mw.settings import Settings, VirtualKey
+from portkey_mw.settings import Settings, SettingsError, VirtualKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +71,15 @@ class Planner:
         self.registry = registry
         self.option_names = frozenset(n for p in registry.values() for n in p.option_names)
         self.allowed_hosts = frozenset(h.lower().rstrip("/") for h in settings.allowed_custom_hosts)
-        self.configs = {
-            config_id: parse_config(raw, self.option_names)
-            for config_id, raw in settings.configs.items()
-        }
+        self.configs = {}
+        for config_id, raw in settings.configs.items():
+            try:
+                self.configs[config_id] = parse_config(raw, self.option_names)
+            except InvalidRequest as exc:
+                raise SettingsError(f"settings key 'configs.{config_id}': {exc.message}") from None
         for name, key in settings.virtual_keys.items():
             if key.provider not in registry:
-                raise ValueError(f"virtual key '{name}' names unknown provider '{key.provider}'")
+                raise SettingsError(f"virtual key '{name}' names unknown provider '{key.provider}'")
 
     def config_for(self, headers: RequestHeaders) -> ConfigNode | None:
         if headers.config is None:

@@ -59,6 +59,17 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def build_settings(values: dict[str, Any]) -> Settings:
     """Validate keyword settings (the middleware's ``**settings``)."""
+    for table, kind in (("virtual_keys", VirtualKey), ("configs", dict[str, Any])):
+        entries = values.get(table)
+        if isinstance(entries, dict):
+            for name, entry in entries.items():
+                try:
+                    msgspec.convert(entry, kind, strict=True)
+                except msgspec.ValidationError as exc:
+                    where = f"{table}.{name}"
+                    raise SettingsError(
+                        f"invalid portkey_mw settings: {_describe(exc, where)}"
+                    ) from None
     try:
         settings = msgspec.convert(values, Settings, strict=True)
     except msgspec.ValidationError as exc:
@@ -98,9 +109,10 @@ def _substitute(value: Any, where: str) -> Any:
     return value
 
 
-def _describe(exc: msgspec.ValidationError) -> str:
+def _describe(exc: msgspec.ValidationError, prefix: str = "") -> str:
     text = str(exc)
-    if " - at `$." in text:
-        message, _, path = text.partition(" - at `$.")
-        return f"{message} (key '{path.rstrip('`')}')"
-    return text
+    if " - at `$" in text:
+        message, _, path = text.partition(" - at `$")
+        key = prefix + path.rstrip("`") if prefix else path.rstrip("`").removeprefix(".")
+        return f"{message} (key '{key}')"
+    return f"{text} (key '{prefix}')" if prefix else text
