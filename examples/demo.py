@@ -22,10 +22,10 @@ import uvicorn
 from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fake_provider  # noqa: E402 - the examples folder is not a package
+import fake_provider
 
-from portkey_mw import PortkeyMiddleware  # noqa: E402
-from portkey_mw.logconfig import configure_logging  # noqa: E402
+from portkey_mw import PortkeyMiddleware
+from portkey_mw.logconfig import configure_logging
 
 
 def _free_port() -> int:

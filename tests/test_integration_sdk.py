@@ -16,7 +16,7 @@ from portkey_mw import PortkeyMiddleware
 from tests.helpers import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import fake_provider  # noqa: E402
+import fake_provider
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,8 @@ def test_openai_sdk_sync_completion_and_stream(
         model="gpt-3.5-turbo-instruct", prompt="hi", max_tokens=5
     )
     assert completion.choices[0].text == " Hello from the fake provider."
-    assert completion.usage is not None and completion.usage.total_tokens == 9
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 9
     request = servers[2][-1]
     assert request["headers"]["authorization"] == "Bearer sk-integration"  # type: ignore[index]
     chunks = list(
@@ -67,7 +68,8 @@ def test_openai_sdk_sync_completion_and_stream(
         )
     )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == " word0 word1 word2"
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
 
 
 async def test_openai_sdk_async_completion_and_stream(
@@ -117,7 +119,7 @@ def test_portkey_sdk(servers: tuple[str, str, list[dict[str, object]]]) -> None:
     completion = client.completions.create(model="m", prompt="hi", max_tokens=3)
     assert completion.choices[0].text == " Hello from the fake provider."
     stream = client.completions.create(model="m", prompt="hi", stream=True)
-    assert [c.choices[0].text for c in stream if c.choices][0] == " word0"
+    assert next(c.choices[0].text for c in stream if c.choices) == " word0"
 
 
 async def test_async_portkey_sdk(servers: tuple[str, str, list[dict[str, object]]]) -> None:
