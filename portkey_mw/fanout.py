@@ -78,9 +78,10 @@ def _merge(answers: list[Answer]) -> Answer:
     merged: dict[str, Any] = dict(bodies[0])
     choices: list[Any] = []
     usage = Usage()
-    for index, body in enumerate(bodies):
+    for body in bodies:
         for choice in body.get("choices") or ():
-            choices.append({**choice, "index": index})
+            # prompt i, sample j -> i * n + j, also when the provider made the n samples itself
+            choices.append({**choice, "index": len(choices)})
         raw = body.get("usage")
         if isinstance(raw, dict):
             usage.prompt_tokens += int(raw.get("prompt_tokens") or 0)

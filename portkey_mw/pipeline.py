@@ -31,6 +31,7 @@ from portkey_mw.streaming import completion_frames
 from portkey_mw.upstream import make_client
 
 _DONE = b"data: [DONE]\n\n"
+_INTERNAL = GatewayError("The gateway failed to handle this request.", code="internal_error")
 _SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 _JSON_TYPE = (b"content-type", b"application/json")
 _ENCODER = msgspec.json.Encoder()
@@ -72,6 +73,11 @@ class Pipeline:
         except ClientDisconnected:
             status = 499
             log["error_type"] = "client_disconnected"
+        except Exception:  # noqa: BLE001 - a bug of ours: a bare 500, the traceback only in the log
+            LOGGER.exception("internal_error", trace_id=log["trace_id"])
+            log["error_type"] = "internal_error"
+            with contextlib.suppress(Exception):
+                await send_error(send, _INTERNAL, [])
         finally:
             log["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             emit_completion(status, log)
@@ -125,7 +131,13 @@ class Pipeline:
         log: dict[str, Any],
         started: float,
     ) -> int:
-        outcome = await self.router.run(plan, state)
+        try:
+            outcome = await self.router.run(plan, state)
+        except GatewayError as error:  # routing itself refused (e.g. no conditional match)
+            log["error_type"] = error.error_type
+            log["error_param"] = error.param
+            await send_error(send, error, trace_header)
+            return error.status
         answer = outcome.answer
         try:
             _describe_outcome(log, outcome)

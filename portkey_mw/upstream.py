@@ -153,9 +153,11 @@ async def send_attempt(
             await response.aclose()
         error = UpstreamTimeout(f"Request exceeded the timeout sent in the request: {timeout_ms}ms")
         return gateway_answer(error)
-    except httpx.TimeoutException:
+    except httpx.TimeoutException as exc:
         if response is not None:
             await response.aclose()
+        if not _timed_out(exc):
+            return gateway_answer(_unreachable(ctx.provider))
         return gateway_answer(
             UpstreamUnavailable(
                 f"Provider '{ctx.provider}' did not answer in time.",
@@ -166,11 +168,7 @@ async def send_attempt(
     except httpx.HTTPError:
         if response is not None:
             await response.aclose()
-        return gateway_answer(
-            UpstreamUnavailable(
-                f"Provider '{ctx.provider}' could not be reached.", code="upstream_unreachable"
-            )
-        )
+        return gateway_answer(_unreachable(ctx.provider))
     except GatewayError as error:
         if response is not None:
             await response.aclose()
@@ -181,6 +179,19 @@ async def send_attempt(
         raise
     answer.upstream_ms = (time.perf_counter() - started) * 1000
     return answer
+
+
+def _unreachable(provider: str) -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        f"Provider '{provider}' could not be reached.", code="upstream_unreachable"
+    )
+
+
+def _timed_out(exc: httpx.TimeoutException) -> bool:
+    """httpx-aiohttp maps every aiohttp connection error to ConnectTimeout; only a real
+    timeout underneath is a 504, a reset or refusal is a 502."""
+    cause = exc.__cause__
+    return cause is None or isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__
 
 
 async def _read(
