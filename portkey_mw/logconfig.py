@@ -36,7 +36,8 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(output),  # one write per line, never interleaved
+        # one write per line, so lines from several threads never interleave
+        logger_factory=structlog.WriteLoggerFactory(output),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, stream=output, format="%(message)s", force=True)

@@ -18,12 +18,14 @@ import msgspec
 import structlog
 
 from portkey_mw.asgi import ClientDisconnected, encode_headers, read_body, send_bytes, send_error
+from portkey_mw.cache import make_cache
 from portkey_mw.errors import ErrorBody, ErrorDetail, GatewayError, UnsupportedMediaType
 from portkey_mw.events import LOGGER, emit_completion
 from portkey_mw.headers import RequestHeaders, decode_headers, metadata_user, parse_headers
 from portkey_mw.plan import Planner
 from portkey_mw.providers import REGISTRY
 from portkey_mw.providers.base import StreamFailure
+from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import Outcome, RequestState, Router
 from portkey_mw.schema import decode_body
 from portkey_mw.settings import Settings
@@ -47,16 +49,26 @@ class Pipeline:
         self._owns_client = http_client is None
         self._client = http_client
         self._router: Router | None = None
+        self.cache = ResponseCache(
+            make_cache(
+                settings.cache_url,
+                settings.cache_max_entries,
+                settings.cache_max_bytes,
+                settings.cache_timeout_ms,
+            ),
+            settings.cache_max_entry_bytes,
+        )
 
     @property
     def router(self) -> Router:
         if self._router is None:
             # Created on first use, inside the server's event loop.
             self._client = self._client or make_client(self.settings)
-            self._router = Router(self._client, self.settings)
+            self._router = Router(self._client, self.settings, self.cache)
         return self._router
 
     async def aclose(self) -> None:
+        await self.cache.aclose()
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -248,7 +260,7 @@ def _describe_outcome(log: dict[str, Any], outcome: Outcome) -> None:
         for a in outcome.attempts
     ]
     log["upstream_ms"] = round(answer.upstream_ms, 3) if answer.upstream_ms is not None else None
-    log["cache_status"] = "DISABLED"
+    log["cache_status"] = answer.cache_status
     if answer.dropped:
         log["dropped_params"] = answer.dropped
     if answer.error_type is not None and not answer.ok:
@@ -260,7 +272,7 @@ def _describe_outcome(log: dict[str, Any], outcome: Outcome) -> None:
 def _portkey_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
     headers = [
         (b"x-portkey-retry-attempt-count", str(outcome.retry_count).encode()),
-        (b"x-portkey-cache-status", b"DISABLED"),
+        (b"x-portkey-cache-status", outcome.answer.cache_status.encode()),
     ]
     if outcome.leaf is not None:
         headers.append((b"x-portkey-provider", outcome.leaf.target.provider.name.encode()))

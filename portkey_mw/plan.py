@@ -220,6 +220,11 @@ class Planner:
         )
         if host is not None and not (key_host is not None and host == key_host):
             host = check_custom_host(host, self.allowed_hosts, param)
+        if inherited.cache is not None and inherited.cache.mode == "semantic":
+            raise InvalidRequest(
+                "Semantic caching is not supported by this gateway; use cache mode 'simple'.",
+                param="x-portkey-config.cache.mode",
+            )
         forward = (
             headers.forward_headers
             if headers.forward_headers is not None

@@ -22,6 +22,7 @@ from portkey_mw.fanout import fan_out_needed, run_fanned_out
 from portkey_mw.headers import RequestHeaders
 from portkey_mw.plan import Branch, Leaf, Node
 from portkey_mw.providers.base import ResponseContext, UpstreamRequest
+from portkey_mw.response_cache import ResponseCache
 from portkey_mw.schema import validate_params
 from portkey_mw.settings import Settings
 from portkey_mw.upstream import Answer, gateway_answer, send_attempt
@@ -57,10 +58,15 @@ class RequestState:
 
 class Router:
     def __init__(
-        self, client: httpx.AsyncClient, settings: Settings, rng: random.Random | None = None
+        self,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        cache: ResponseCache,
+        rng: random.Random | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
+        self.cache = cache
         self.rng = rng or random.Random()
 
     async def run(self, node: Node, state: RequestState) -> Outcome:
@@ -168,6 +174,12 @@ class Router:
         provider = leaf.target.provider
         request, dropped = provider.build_request(leaf.target, params)
         request = _with_forwarded(request, leaf.forward_headers, state.headers.raw)
+        lookup = None
+        if leaf.cache is not None:
+            lookup, hit = await self.cache.lookup(leaf.cache, leaf.target, request, state.headers)
+            if hit is not None:
+                hit.dropped = dropped
+                return hit
         ctx = ResponseContext(provider=provider.name, params=params)
         answer = await send_attempt(
             self.client,
@@ -181,6 +193,8 @@ class Router:
             timeout_ms=leaf.timeout_ms,
         )
         answer.dropped = dropped
+        if lookup is not None:
+            self.cache.keep(lookup, answer)
         return answer
 
 

@@ -7,6 +7,7 @@ from the environment (a missing variable is an error naming the key).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tomllib
@@ -45,6 +46,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     retry_backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 1000
     retry_backoff_max_ms: Annotated[int, msgspec.Meta(ge=0)] = 16_000
     retry_after_cap_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    cache_url: str | None = None
+    cache_max_entries: PositiveInt = 10_000
+    cache_max_bytes: PositiveInt = 256 * 1024 * 1024
+    cache_max_entry_bytes: PositiveInt = 4 * 1024 * 1024
+    cache_timeout_ms: PositiveInt = 100
     overhead_header: bool = False
     log_prompts: bool = False
     log_text_max_chars: PositiveInt = 2000
@@ -76,6 +82,17 @@ def build_settings(values: dict[str, Any]) -> Settings:
         raise SettingsError(f"invalid portkey_mw settings: {_describe(exc)}") from None
     if not settings.path.startswith("/"):
         raise SettingsError("invalid portkey_mw settings: 'path' must start with '/'")
+    url = settings.cache_url
+    if url is not None and url != "memory://":
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                "invalid portkey_mw settings: 'cache_url' must be memory:// or a redis:// URL"
+            )
+        if importlib.util.find_spec("redis") is None:
+            raise SettingsError(
+                "'cache_url' names Redis but the redis package is missing: "
+                "pip install 'portkey_mw[redis]'"
+            )
     return settings
 
 

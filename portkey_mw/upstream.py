@@ -107,6 +107,7 @@ class Answer:
     upstream_ms: float | None = None
     ttft_ms: float | None = None
     dropped: list[str] = field(default_factory=list)
+    cache_status: str = "DISABLED"
     closer: Any = None
 
     @property
