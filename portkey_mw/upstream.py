@@ -1,10 +1,10 @@
 """The shared upstream client and one attempt against one target.
 
 The client is an ``httpx.AsyncClient`` (the seam users and tests inject) whose default
-transport is aiohttp's connection pool: httpx's own pool degrades badly under concurrency
-(encode/httpx#3215), see ``benchmarks/``. An attempt sends one request and turns whatever
-happens into an :class:`Answer`: a mapped JSON body, an open stream whose first frames are
-already read, or an error in the OpenAI shape. Nothing here leaks an address or a secret.
+transport is aiohttp's connection pool (``transport.py``). An attempt sends one request and
+turns whatever happens into an :class:`Answer`: a mapped JSON body, an open stream whose
+first frames are already read, or an error in the OpenAI shape. Nothing here leaks an
+address or a secret.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from portkey_mw.providers.base import (
     Usage,
 )
 from portkey_mw.settings import Settings
+from portkey_mw.transport import AiohttpTransport
 
 _ANY = msgspec.json.Decoder()
 _MAX_ERROR_BYTES = 1024 * 1024
@@ -68,16 +69,9 @@ _NOT_RELAYED = frozenset(
 
 def make_client(settings: Settings) -> httpx.AsyncClient:
     """The middleware's own client: one pool, sized for concurrency, no env proxies."""
-    from httpx_aiohttp import AiohttpTransport
-
-    limits = httpx.Limits(
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_connections,
-        keepalive_expiry=30.0,
-    )
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
     return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits, trust_env=False),
+        transport=AiohttpTransport(max_connections=settings.max_connections),
         timeout=timeout,
         trust_env=False,
         follow_redirects=False,
@@ -154,11 +148,9 @@ async def send_attempt(
             await response.aclose()
         error = UpstreamTimeout(f"Request exceeded the timeout sent in the request: {timeout_ms}ms")
         return gateway_answer(error)
-    except httpx.TimeoutException as exc:
+    except httpx.TimeoutException:
         if response is not None:
             await response.aclose()
-        if not _timed_out(exc):
-            return gateway_answer(_unreachable(ctx.provider))
         return gateway_answer(
             UpstreamUnavailable(
                 f"Provider '{ctx.provider}' did not answer in time.",
@@ -186,13 +178,6 @@ def _unreachable(provider: str) -> UpstreamUnavailable:
     return UpstreamUnavailable(
         f"Provider '{provider}' could not be reached.", code="upstream_unreachable"
     )
-
-
-def _timed_out(exc: httpx.TimeoutException) -> bool:
-    """httpx-aiohttp maps every aiohttp connection error to ConnectTimeout; only a real
-    timeout underneath is a 504, a reset or refusal is a 502."""
-    cause = exc.__cause__
-    return cause is None or isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__
 
 
 async def _read(
