@@ -110,7 +110,8 @@ class Planner:
         )
         if root.provider is None and root.virtual_key is None and root.targets is None:
             return self._header_leaf(headers, root, inherited)
-        return self._node(root, "config", headers, inherited)
+        registered = headers.config is not None and not headers.config.startswith("{")
+        return self._node(root, "config", headers, inherited, registered)
 
     def provider(self, name: str, param: str) -> Provider:
         provider = self.registry.get(name)
@@ -138,6 +139,7 @@ class Planner:
             key = self.virtual_key(headers.virtual_key, "x-portkey-virtual-key")
             provider = self.provider(key.provider, "x-portkey-virtual-key")
             options = {**key.options, **root.provider_options}
+            trusted = key.options
             api_key = key.api_key
             host = key.custom_host
         elif headers.provider is not None:
@@ -146,6 +148,7 @@ class Planner:
                 **headers.options_for(provider.option_names, provider.header_aliases),
                 **root.provider_options,
             }
+            trusted = {}
             api_key = headers.api_key or next(
                 (
                     headers.raw[h].strip()
@@ -163,15 +166,20 @@ class Planner:
                 "targets name providers.",
                 param="x-portkey-provider",
             )
-        return self._leaf("config", provider, api_key, options, host, headers, inherited)
+        return self._leaf("config", provider, api_key, options, host, headers, inherited, trusted)
 
     def _node(
-        self, node: ConfigNode, path: str, headers: RequestHeaders, parent: _Inherited
+        self,
+        node: ConfigNode,
+        path: str,
+        headers: RequestHeaders,
+        parent: _Inherited,
+        registered: bool,
     ) -> Node:
         inherited = _inherit(parent, node)
         if node.strategy is not None and node.targets:
             children = tuple(
-                self._node(child, f"{path}.targets[{i}]", headers, inherited)
+                self._node(child, f"{path}.targets[{i}]", headers, inherited, registered)
                 for i, child in enumerate(node.targets)
             )
             weights = tuple(t.weight if t.weight is not None else 1.0 for t in node.targets)
@@ -179,6 +187,8 @@ class Planner:
             return Branch(path, node.strategy, children, weights, names)
         api_key = node.api_key
         options = dict(node.provider_options)
+        # Operator-set values (a registered config, a virtual key) need no host check.
+        trusted: Mapping[str, str] = options if registered else {}
         host = None
         provider_param = f"x-portkey-config.{_rel(path)}provider"
         if node.virtual_key is not None:
@@ -191,6 +201,7 @@ class Planner:
                 )
             api_key = api_key or key.api_key
             options = {**key.options, **options}
+            trusted = {**key.options, **trusted}
             host = key.custom_host
         elif node.provider is not None:
             provider_name = node.provider
@@ -200,7 +211,7 @@ class Planner:
                 param=provider_param,
             )
         provider = self.provider(provider_name, provider_param)
-        return self._leaf(path, provider, api_key, options, host, headers, inherited)
+        return self._leaf(path, provider, api_key, options, host, headers, inherited, trusted)
 
     def _leaf(
         self,
@@ -211,6 +222,7 @@ class Planner:
         key_host: str | None,
         headers: RequestHeaders,
         inherited: _Inherited,
+        trusted: Mapping[str, str],
     ) -> Leaf:
         host = headers.custom_host or inherited.custom_host or key_host
         param = (
@@ -220,6 +232,10 @@ class Planner:
         )
         if host is not None and not (key_host is not None and host == key_host):
             host = check_custom_host(host, self.allowed_hosts, param)
+        for name in provider.url_options:
+            value = options.get(name)
+            if value and trusted.get(name) != value:
+                check_custom_host(value, self.allowed_hosts, _option_param(provider, name, path))
         if inherited.cache is not None and inherited.cache.mode == "semantic":
             raise InvalidRequest(
                 "Semantic caching is not supported by this gateway; use cache mode 'simple'.",
@@ -263,3 +279,11 @@ def _inherit(parent: _Inherited, node: ConfigNode) -> _Inherited:
 def _rel(path: str) -> str:
     rest = path.removeprefix("config").removeprefix(".")
     return f"{rest}." if rest else ""
+
+
+def _option_param(provider: Provider, name: str, path: str) -> str:
+    if path != "config":
+        return f"x-portkey-config.{_rel(path)}{name}"
+    aliases = provider.header_aliases.get(name, ())
+    header = next((a for a in aliases if a.startswith("x-portkey-")), None)
+    return header or "x-portkey-" + name.replace("_", "-")

@@ -161,7 +161,7 @@ async def test_azure_options_from_headers_and_ad_token() -> None:
     )
     assert sent.headers["authorization"] == "Bearer ad-tok"
     assert "api-key" not in sent.headers
-    assert "seed" not in upstream.json()
+    assert "seed" in upstream.json()  # Azure's GA completions API takes seed
     missing = await _post(
         client, {"x-portkey-provider": "azure-openai", "authorization": "Bearer k"}
     )

@@ -18,6 +18,7 @@ from portkey_mw.providers.base import (
     Params,
     ParamSpec,
     ParamTable,
+    PromptMode,
     Provider,
     ResponseContext,
     ResponseUnreadable,
@@ -163,8 +164,9 @@ def rebuild_response(body: Any, ctx: ResponseContext) -> JSONDict:
     """An OpenAI-compatible answer in OpenAI's exact shape, with ``provider``."""
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
         raise ResponseUnreadable("the answer has no 'choices' list")
+    given_id = body.get("id")
     out: JSONDict = {
-        "id": body.get("id") if isinstance(body.get("id"), str) else ctx.new_id(),
+        "id": given_id if isinstance(given_id, str) and given_id else ctx.new_id(),
         "object": "text_completion",
         "created": body.get("created") if isinstance(body.get("created"), int) else ctx.now(),
         "model": body.get("model") if isinstance(body.get("model"), str) else ctx.model,
@@ -174,6 +176,8 @@ def rebuild_response(body: Any, ctx: ResponseContext) -> JSONDict:
     usage = _usage(body.get("usage"))
     if usage is not None:
         out["usage"] = usage.as_dict()
+    if isinstance(body.get("system_fingerprint"), str):
+        out["system_fingerprint"] = body["system_fingerprint"]
     return out
 
 
@@ -245,8 +249,11 @@ class RebuiltStream:
         self.ctx = ctx
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self._id: str | None = None  # one made-up id for the whole stream, if the provider has none
 
     def on_event(self, event: str | None, data: bytes) -> Iterable[bytes]:
+        if event == "ping":  # keep-alives (TGI) carry no completion
+            return ()
         failure = _stream_error(data)
         if failure is not None:
             raise failure
@@ -258,8 +265,17 @@ class RebuiltStream:
             return ()
         raw_choices = raw.get("choices")
         choices: list[Any] = raw_choices if isinstance(raw_choices, list) else []
+        top_reason = raw.get("finish_reason")
+        if top_reason and len(choices) == 1 and isinstance(choices[0], dict):
+            # Together documents the chunk's finish reason at the top level.
+            choices = [
+                {
+                    "finish_reason": top_reason,
+                    **{k: v for k, v in choices[0].items() if v is not None},
+                }
+            ]
         chunk: JSONDict = {
-            "id": raw.get("id") if isinstance(raw.get("id"), str) else self.ctx.new_id(),
+            "id": self._chunk_id(raw.get("id")),
             "object": "text_completion",
             "created": raw.get("created")
             if isinstance(raw.get("created"), int)
@@ -276,6 +292,13 @@ class RebuiltStream:
             self.usage = usage
             chunk["usage"] = usage.as_dict()
         return (encode_chunk(chunk),)
+
+    def _chunk_id(self, given: Any) -> str:
+        if isinstance(given, str) and given:
+            return given
+        if self._id is None:
+            self._id = self.ctx.new_id()
+        return self._id
 
     def finish(self) -> Iterable[bytes]:
         return ()
@@ -294,6 +317,11 @@ def compatible(
     auth: Callable[[Target], dict[str, str]] = bearer_auth,
     base: Callable[[Target], str] | None = None,
     path: Callable[[Target, Params], str] | None = None,
+    prompt_mode: PromptMode = "any",
+    native_n: bool = False,
+    map_error: Callable[[Any, ResponseContext], ErrorDetail] = map_compatible_error,
+    map_response: Callable[[Any, ResponseContext], JSONDict] = rebuild_response,
+    url_options: tuple[str, ...] = (),
 ) -> Provider:
     """Declare an OpenAI-compatible provider."""
     return Provider(
@@ -302,9 +330,12 @@ def compatible(
         endpoint=path or fixed_endpoint(endpoint),
         params=params,
         auth_headers=auth,
-        map_error=map_compatible_error,
+        map_error=map_error,
         stream_mapper=VerbatimStream if verbatim else RebuiltStream,
-        map_response=None if verbatim else rebuild_response,
+        map_response=None if verbatim else map_response,
+        prompt_mode=prompt_mode,
+        native_n=native_n,
+        url_options=url_options,
         option_names=option_names,
         header_aliases=header_aliases or {},
         default_headers=default_headers or {},

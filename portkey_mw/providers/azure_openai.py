@@ -2,7 +2,8 @@
 ``api-key`` or an Azure AD (Entra) token for auth. Answers and streams are OpenAI's own.
 
 ``api_version: "v1"`` selects Azure's v1 API (``/openai/v1/completions``, the deployment named
-in ``model``). Azure's completions API does not take ``seed``, ``suffix`` or ``stream_options``.
+in ``model``). Azure's GA completions API (2024-10-21) takes ``seed`` and ``suffix`` but not
+``stream_options``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from urllib.parse import quote
 from portkey_mw.providers._openai_compatible import OPENAI_PARAMS, compatible, same_name_table
 from portkey_mw.providers.base import Params, Target, require_key, require_option
 
-_DROPPED = {"seed", "suffix", "stream_options"}
+_DROPPED = {"stream_options"}
 
 
 def _base(target: Target) -> str:

@@ -175,7 +175,8 @@ class Provider:
     * ``option_names``: the snake_case provider options it reads; each is also accepted as the
       ``x-portkey-<kebab-case>`` header. ``header_aliases`` maps an option to extra plain
       request headers that may carry it (``openai_beta`` ← ``openai-beta``).
-    * ``dropped_always`` lists OpenAI params the provider cannot take (for the README).
+    * ``url_options``: options that are URLs the provider key is sent to; when a client sets
+      one (header or inline config) it must be a host in ``allowed_custom_hosts``.
     """
 
     name: str
@@ -198,6 +199,7 @@ class Provider:
     # Plain request headers that may carry the provider key when Authorization is absent
     # (Anthropic's own SDKs send ``x-api-key``).
     key_headers: tuple[str, ...] = ()
+    url_options: tuple[str, ...] = ()
     # Adjusts the transformed body after the table ran (e.g. Anthropic's required fields).
     finalize_body: Callable[[JSONDict, Params], JSONDict] | None = None
 

@@ -1,7 +1,8 @@
-"""Fireworks AI: OpenAI-compatible completions under ``/inference/v1`` with extras
-(``top_k``, ``min_p``, ``repetition_penalty``, ``response_format``,
-``context_length_exceeded_behavior``); ``n`` and ``top_k`` in [1, 128], ``logprobs`` up to 5.
-It does not take ``best_of``, ``suffix`` or ``stream_options``."""
+"""Fireworks AI: OpenAI-compatible completions under ``/inference/v1`` with the extras its
+API reference documents (``top_k``, ``repetition_penalty``, ``mirostat_*``, ``ignore_eos``,
+``reasoning_effort``, ``response_format``, ``context_length_exceeded_behavior``). It does not
+take ``best_of``, ``logit_bias``, ``seed``, ``suffix`` or ``stream_options``; ranges are left
+to Fireworks (the Portkey gateway's clamps are not Fireworks' documented limits)."""
 
 from __future__ import annotations
 
@@ -21,22 +22,20 @@ PROVIDER = compatible(
             "temperature",
             "top_p",
             "top_k",
-            "min_p",
             "frequency_penalty",
             "presence_penalty",
             "repetition_penalty",
+            "mirostat_lr",
+            "mirostat_target",
+            "reasoning_effort",
             "n",
+            "ignore_eos",
             "stop",
             "response_format",
             "stream",
             "context_length_exceeded_behavior",
             "user",
-            "seed",
-            "logit_bias",
-        ),
-        n=(1, 128),
-        top_k=(1, 128),
-        logprobs=(0, 5),
+        )
     ),
     default_headers={"accept": "application/json"},
 )

@@ -31,6 +31,7 @@ PROVIDER = compatible(
             "stream",
             "stream_options",
             "logprobs",
+            "best_of",
         ),
         n=(1, 128),
     ),
