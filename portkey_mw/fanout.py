@@ -26,41 +26,45 @@ if TYPE_CHECKING:
 _ANY = msgspec.json.Decoder()
 
 
+def _takes_n(provider: Provider) -> bool:
+    return provider.native_n if provider.prompt_mode == "text" else "n" in provider.params
+
+
 def fan_out_needed(provider: Provider, params: Mapping[str, Any]) -> bool:
-    """Whether this request must be split into one call per prompt and sample."""
-    if provider.prompt_mode != "text":
-        return False
+    """Whether this request must be split: one call per prompt (providers that take one
+    text prompt) and/or per sample (providers without ``n``)."""
     kind = prompt_kind(params.get("prompt"))
-    if kind in ("tokens", "token_lists"):
+    text_only = provider.prompt_mode == "text"
+    if text_only and kind in ("tokens", "token_lists"):
         raise InvalidRequest(
             f"Provider '{provider.name}' takes text prompts; token-array prompts cannot be sent "
             "to it.",
             param="prompt",
         )
     n = params.get("n") or 1
-    split = kind == "texts" or (n > 1 and not provider.native_n)
-    if split and params.get("stream") is True:
-        param = "prompt" if kind == "texts" and len(params["prompt"]) > 1 else "n"
-        if param == "prompt" or n > 1:
-            raise InvalidRequest(
-                f"Provider '{provider.name}' takes one prompt and one sample per call, so a "
-                f"stream cannot carry several; send a single prompt with n=1 to stream.",
-                param=param,
-            )
-        return True
-    return split
+    split_prompts = text_only and kind == "texts"
+    split_n = n > 1 and not _takes_n(provider)
+    if not (split_prompts or split_n):
+        return False
+    if params.get("stream") is True and (split_n or len(params["prompt"]) > 1):
+        raise InvalidRequest(
+            f"Provider '{provider.name}' takes one prompt and one sample per call, so a stream "
+            "cannot carry several; send a single prompt with n=1 to stream.",
+            param="n" if split_n else "prompt",
+        )
+    return True
 
 
 async def run_fanned_out(
     router: Router, leaf: Leaf, params: Mapping[str, Any], state: RequestState
 ) -> Answer:
-    prompts = params["prompt"] if isinstance(params.get("prompt"), list) else [params.get("prompt")]
-    n = 1 if leaf.target.provider.native_n else params.get("n") or 1
-    calls = [
-        {**{k: v for k, v in params.items() if not (k == "n" and n > 1)}, "prompt": prompt}
-        for prompt in prompts
-        for _ in range(n)
-    ]
+    provider = leaf.target.provider
+    text_only = provider.prompt_mode == "text"
+    prompt = params.get("prompt")
+    prompts = prompt if text_only and isinstance(prompt, list) else [prompt]
+    samples = 1 if _takes_n(provider) else params.get("n") or 1
+    rest = {k: v for k, v in params.items() if not (k == "n" and samples > 1)}
+    calls = [{**rest, "prompt": p} for p in prompts for _ in range(samples)]
     if len(calls) == 1:
         return await router.send(leaf, calls[0], state)
     answers = await asyncio.gather(*(router.send(leaf, call, state) for call in calls))
@@ -70,24 +74,28 @@ async def run_fanned_out(
             if answer is not failed:
                 await answer.aclose()
         return failed
-    return _merge(answers)
+    # Text providers: calls are already prompt-major. Others got every prompt in each call
+    # (one call per sample): order by (prompt, sample) as OpenAI does.
+    return _merge(answers, by_prompt_then_sample=not text_only)
 
 
-def _merge(answers: list[Answer]) -> Answer:
+def _merge(answers: list[Answer], *, by_prompt_then_sample: bool) -> Answer:
     bodies = [_ANY.decode(a.body or b"{}") for a in answers]
     merged: dict[str, Any] = dict(bodies[0])
-    choices: list[Any] = []
+    ranked: list[tuple[int, int, int, Any]] = []
     usage = Usage()
-    for body in bodies:
-        for choice in body.get("choices") or ():
-            # prompt i, sample j -> i * n + j, also when the provider made the n samples itself
-            choices.append({**choice, "index": len(choices)})
+    for call, body in enumerate(bodies):
+        for position, choice in enumerate(body.get("choices") or ()):
+            local = choice.get("index", position) if isinstance(choice, dict) else position
+            key = (local, call) if by_prompt_then_sample else (call, local)
+            ranked.append((*key, len(ranked), choice))
         raw = body.get("usage")
         if isinstance(raw, dict):
             usage.prompt_tokens += int(raw.get("prompt_tokens") or 0)
             usage.completion_tokens += int(raw.get("completion_tokens") or 0)
             usage.total_tokens += int(raw.get("total_tokens") or 0)
-    merged["choices"] = choices
+    ranked.sort(key=lambda item: item[:3])
+    merged["choices"] = [{**item[3], "index": index} for index, item in enumerate(ranked)]
     merged["usage"] = usage.as_dict()
     first = answers[0]
     dropped = sorted({d for a in answers for d in a.dropped})

@@ -73,3 +73,11 @@ def test_demo_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('"event": "completion",') == 2
     assert "streamed: ' word0 word1 word2'" in result.stdout
+
+
+def test_readme_lists_every_provider() -> None:
+    from portkey_mw import PROVIDERS
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in PROVIDERS if f"| `{name}` |" not in readme]
+    assert missing == []

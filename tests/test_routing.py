@@ -376,3 +376,43 @@ def test_fallback_from_refused_connection_through_the_openai_sdk(
         texts = [c.choices[0].text for c in streamed.parse() if c.choices]
     assert texts == [" t0", " t1", " t2"]
     assert fake.seen[-1]["headers"]["authorization"] == "Bearer sk-alive"
+
+
+async def test_n_is_fanned_out_in_openai_order_for_providers_without_n() -> None:
+    """github takes prompt lists but not n: one call per sample, indexes prompt-major."""
+    calls: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sample = len(calls)
+        calls.append(body)
+        choices = [
+            {"text": f"{p}-s{sample}", "index": i, "logprobs": None, "finish_reason": "stop"}
+            for i, p in enumerate(body["prompt"])
+        ]
+        usage = {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
+        return httpx.Response(200, json={**COMPLETION, "choices": choices, "usage": usage})
+
+    client, _ = gateway(handler)
+    response = await client.post(
+        "/v1/completions",
+        json={"model": "m", "prompt": ["a", "b"], "n": 2},
+        headers={"x-portkey-provider": "github", "authorization": "Bearer k"},
+    )
+    assert response.status_code == 200
+    assert all("n" not in c for c in calls)
+    body = response.json()
+    assert [(c["index"], c["text"][0]) for c in body["choices"]] == [
+        (0, "a"),
+        (1, "a"),
+        (2, "b"),
+        (3, "b"),
+    ]
+    assert body["usage"]["total_tokens"] == 8
+    stream = await client.post(
+        "/v1/completions",
+        json={"model": "m", "prompt": "a", "n": 2, "stream": True},
+        headers={"x-portkey-provider": "github", "authorization": "Bearer k"},
+    )
+    assert stream.status_code == 400
+    assert stream.json()["error"]["param"] == "n"
