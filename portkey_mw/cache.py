@@ -122,25 +122,20 @@ class RedisCache:
         self.timeout_s = timeout_s
         self.pause_s = pause_s
         self.warn_every_s = warn_every_s
-        self._client: Any = None
+        import redis.asyncio as redis  # the optional extra, imported once at start-up
+
+        self._client: Any = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         self._resting_until = 0.0
         self._last_warning = -1e9
-
-    def _redis(self) -> Any:
-        if self._client is None:
-            import redis.asyncio as redis
-
-            self._client = redis.Redis.from_url(
-                self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s
-            )
-        return self._client
 
     async def get(self, key: str) -> bytes | None:
         if time.monotonic() < self._resting_until:
             return None
         try:
             async with asyncio.timeout(self.timeout_s):
-                value = await self._redis().get(key)
+                value = await self._client.get(key)
         except Exception as exc:  # noqa: BLE001 - any Redis failure is a miss, by design
             self._failed("get", exc)
             return None
@@ -151,7 +146,7 @@ class RedisCache:
             return
         try:
             async with asyncio.timeout(self.timeout_s):
-                await self._redis().set(key, value, ex=ttl_s)
+                await self._client.set(key, value, ex=ttl_s)
         except Exception as exc:  # noqa: BLE001 - a failed store only costs a future miss
             self._failed("set", exc)
 
@@ -165,12 +160,10 @@ class RedisCache:
             )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            try:
-                await client.aclose()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail; nothing to do
-                return
+        try:
+            await self._client.aclose()
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail; nothing to do
+            return
 
 
 def make_cache(url: str | None, max_entries: int, max_bytes: int, timeout_ms: int) -> CacheBackend:
