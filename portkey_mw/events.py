@@ -1,17 +1,64 @@
-"""The ``completion`` log event: one per intercepted request, on ``portkey_mw``'s logger.
+"""The ``completion`` log event (a product surface with a pinned schema) and redaction.
 
-The library never configures logging; events go to whatever structlog (and through it,
-stdlib logging) the host set up. Levels: info for 2xx, warning for 4xx, error for 5xx.
-No secret and no prompt text is ever part of an event.
+The library never configures logging: events go to ``structlog.get_logger("portkey_mw")``,
+so they reach whatever structlog (and through it, stdlib logging) the host set up. One
+``completion`` event per intercepted request — info for 2xx, warning for 4xx, error for 5xx —
+and one ``completion_attempt`` event per upstream attempt at debug level. No secret and, unless
+the operator opts in (``log_prompts``), no prompt or completion text is ever part of an event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+import msgspec
 import structlog
 
 LOGGER = structlog.get_logger("portkey_mw")
+
+
+class UsageField(msgspec.Struct, forbid_unknown_fields=True):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AttemptField(msgspec.Struct, forbid_unknown_fields=True):
+    target: str
+    provider: str
+    status: int
+    upstream_ms: float | None
+
+
+class CompletionEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The documented schema of the ``completion`` event (see README, "The completion log
+    event"). ``tests/test_observability.py`` validates real events against it."""
+
+    event: str
+    status: int
+    trace_id: str
+    span_id: str
+    latency_ms: float
+    parent_span_id: str | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    target: str | None = None
+    stream: bool | None = None
+    error_type: str | None = None
+    error_param: str | None = None
+    upstream_ms: float | None = None
+    ttft_ms: float | None = None
+    overhead_ms: float | None = None
+    usage: UsageField | None = None
+    cache_status: str | None = None
+    retry_count: int | None = None
+    attempts: list[AttemptField] | None = None
+    dropped_params: list[str] | None = None
+    prompt: str | None = None
+    completion: str | None = None
 
 
 def emit_completion(status: int, fields: dict[str, Any]) -> None:
@@ -21,3 +68,63 @@ def emit_completion(status: int, fields: dict[str, Any]) -> None:
         LOGGER.warning("completion", status=status, **fields)
     else:
         LOGGER.info("completion", status=status, **fields)
+
+
+# Keys whose values are secrets wherever they appear in an event (case-insensitive, with
+# "-" and "_" treated alike).
+SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "proxy_authorization",
+        "x_api_key",
+        "api_key",
+        "apikey",
+        "x_portkey_api_key",
+        "x_portkey_virtual_key",
+        "azure_ad_token",
+        "x_portkey_azure_ad_token",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "x_portkey_aws_access_key_id",
+        "x_portkey_aws_secret_access_key",
+        "x_portkey_aws_session_token",
+        "x_amz_security_token",
+        "password",
+        "secret",
+        "token",
+        "modal_key",
+        "modal_secret",
+    }
+)
+
+
+def mask(value: str) -> str:
+    """``sk-abcdef...xyz`` → ``sk********xyz``; short values are masked whole."""
+    text = value.removeprefix("Bearer ").removeprefix("bearer ")
+    if len(text) < 12:
+        return "********"
+    return f"{text[:2]}********{text[-3:]}"
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: (
+                mask(str(v))
+                if isinstance(k, str) and k.lower().replace("-", "_") in SECRET_KEYS and v
+                else _redact(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def redact_secrets(
+    logger: object, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor that masks secret-named keys anywhere in an event (headers
+    dicts, nested options). Add it to your own chain; ``configure_logging`` includes it."""
+    return _redact(event)  # type: ignore[no-any-return]

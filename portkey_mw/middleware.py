@@ -24,15 +24,21 @@ class PortkeyMiddleware:
 
     ``PortkeyMiddleware(app, **settings)``: see :class:`portkey_mw.Settings` for the settings.
     ``http_client`` injects the upstream ``httpx.AsyncClient`` (the middleware then leaves
-    closing it to you).
+    closing it to you); ``tracer_provider`` an OpenTelemetry ``TracerProvider`` to use
+    instead of the global one.
     """
 
     def __init__(
-        self, app: Any, *, http_client: httpx.AsyncClient | None = None, **settings: Any
+        self,
+        app: Any,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        tracer_provider: Any = None,
+        **settings: Any,
     ) -> None:
         self.app = app
         self.settings = build_settings(settings)
-        self.pipeline = Pipeline(self.settings, http_client)
+        self.pipeline = Pipeline(self.settings, http_client, tracer_provider)
         self._path = self.settings.path
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

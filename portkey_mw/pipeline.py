@@ -11,6 +11,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,7 +22,14 @@ from portkey_mw.asgi import ClientDisconnected, encode_headers, read_body, send_
 from portkey_mw.cache import make_cache
 from portkey_mw.errors import ErrorBody, ErrorDetail, GatewayError, UnsupportedMediaType
 from portkey_mw.events import LOGGER, emit_completion
-from portkey_mw.headers import RequestHeaders, decode_headers, metadata_user, parse_headers
+from portkey_mw.headers import decode_headers, parse_headers
+from portkey_mw.observe import (
+    capture_completion_text,
+    capture_stream_text,
+    describe_outcome,
+    describe_params,
+    describe_request,
+)
 from portkey_mw.plan import Planner
 from portkey_mw.providers import REGISTRY
 from portkey_mw.providers.base import StreamFailure
@@ -30,6 +38,7 @@ from portkey_mw.routing import Outcome, RequestState, Router
 from portkey_mw.schema import decode_body
 from portkey_mw.settings import Settings
 from portkey_mw.streaming import completion_frames
+from portkey_mw.tracing import RequestTrace, Tracer
 from portkey_mw.upstream import make_client
 
 _DONE = b"data: [DONE]\n\n"
@@ -39,16 +48,31 @@ _JSON_TYPE = (b"content-type", b"application/json")
 _ENCODER = msgspec.json.Encoder()
 
 
+@dataclass(slots=True)
+class _Request:
+    """Per-request bookkeeping: start time, the log event being built, the trace."""
+
+    started: float
+    log: dict[str, Any]
+    trace: RequestTrace | None = None
+
+
 class Pipeline:
     """Owns everything built once: planner, router, upstream client."""
 
-    def __init__(self, settings: Settings, http_client: httpx.AsyncClient | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http_client: httpx.AsyncClient | None,
+        tracer_provider: Any = None,
+    ) -> None:
         self.settings = settings
         self.planner = Planner(settings, REGISTRY)
         self.gateway_keys = tuple(k.encode("latin-1") for k in settings.api_keys)
         self._owns_client = http_client is None
         self._client = http_client
         self._router: Router | None = None
+        self.tracer = Tracer(settings.propagate_trace_context, tracer_provider)
         self.cache = ResponseCache(
             make_cache(
                 settings.cache_url,
@@ -64,7 +88,7 @@ class Pipeline:
         if self._router is None:
             # Created on first use, inside the server's event loop.
             self._client = self._client or make_client(self.settings)
-            self._router = Router(self._client, self.settings, self.cache)
+            self._router = Router(self._client, self.settings, self.cache, self.tracer)
         return self._router
 
     async def aclose(self) -> None:
@@ -75,23 +99,27 @@ class Pipeline:
             self._router = None
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        started = time.perf_counter()
         raw = decode_headers(scope["headers"])
-        log: dict[str, Any] = {"trace_id": raw.get("x-portkey-trace-id") or str(uuid.uuid4())}
+        request = _Request(
+            time.perf_counter(), {"trace_id": raw.get("x-portkey-trace-id") or str(uuid.uuid4())}
+        )
         status = 500
         try:
-            with structlog.contextvars.bound_contextvars(trace_id=log["trace_id"]):
-                status = await self._handle(scope, receive, send, raw, log, started)
+            with structlog.contextvars.bound_contextvars(trace_id=request.log["trace_id"]):
+                status = await self._handle(scope, receive, send, raw, request)
         except ClientDisconnected:
             status = 499
-            log["error_type"] = "client_disconnected"
+            request.log["error_type"] = "client_disconnected"
         except Exception:  # noqa: BLE001 - a bug of ours: a bare 500, the traceback only in the log
-            LOGGER.exception("internal_error", trace_id=log["trace_id"])
-            log["error_type"] = "internal_error"
+            LOGGER.exception("internal_error", trace_id=request.log["trace_id"])
+            request.log["error_type"] = "internal_error"
             with contextlib.suppress(Exception):
                 await send_error(send, _INTERNAL, [])
         finally:
-            log["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            log = request.log
+            log["latency_ms"] = round((time.perf_counter() - request.started) * 1000, 3)
+            if request.trace is not None:
+                self.tracer.finish(request.trace, status, log)
             emit_completion(status, log)
 
     async def _handle(
@@ -100,9 +128,9 @@ class Pipeline:
         receive: Any,
         send: Any,
         raw: dict[str, str],
-        log: dict[str, Any],
-        started: float,
+        request: _Request,
     ) -> int:
+        log = request.log
         trace_header = [(b"x-portkey-trace-id", log["trace_id"].encode("latin-1", "replace"))]
         try:
             content_type = raw.get("content-type")
@@ -113,25 +141,23 @@ class Pipeline:
                 )
             body = await read_body(receive, self.settings.max_body_bytes, raw.get("content-length"))
             headers = parse_headers(raw, self.gateway_keys)
+            request.trace = self.tracer.start(headers.trace_id, headers.parent_span_id, raw)
+            if request.trace.otel_trace_id and "x-portkey-trace-id" not in raw:
+                headers.trace_id = request.trace.otel_trace_id  # one trace id everywhere
             log["trace_id"] = headers.trace_id
             trace_header = [(b"x-portkey-trace-id", headers.trace_id.encode("latin-1"))]
             structlog.contextvars.bind_contextvars(trace_id=headers.trace_id)
-            _describe_request(log, headers)
+            describe_request(log, headers, request.trace)
             params = decode_body(body)
-            log["model"] = params.get("model")
-            log["stream"] = params.get("stream") is True
-            user = metadata_user(headers.metadata, params)
-            if user is not None:
-                log["user"] = user
+            describe_params(log, params, headers, self.settings)
             plan = self.planner.plan(headers)
         except GatewayError as error:
             log["error_type"] = error.error_type
             log["error_param"] = error.param
             await send_error(send, error, trace_header)
             return error.status
-        pathname = scope.get("path", "")
-        state = RequestState(params, headers, pathname)
-        work = self._route_and_respond(plan, state, send, trace_header, log, started)
+        state = RequestState(params, headers, scope.get("path", ""), request.trace)
+        work = self._route_and_respond(plan, state, send, trace_header, request)
         return await _until_disconnect(work, receive)
 
     async def _route_and_respond(
@@ -140,9 +166,9 @@ class Pipeline:
         state: RequestState,
         send: Any,
         trace_header: list[tuple[bytes, bytes]],
-        log: dict[str, Any],
-        started: float,
+        request: _Request,
     ) -> int:
+        log = request.log
         try:
             outcome = await self.router.run(plan, state)
         except GatewayError as error:  # routing itself refused (e.g. no conditional match)
@@ -152,15 +178,27 @@ class Pipeline:
             return error.status
         answer = outcome.answer
         try:
-            _describe_outcome(log, outcome)
+            describe_outcome(log, outcome)
+            overhead = _overhead_ms(request.started, outcome, state.waited_ms)
+            log["overhead_ms"] = overhead
             headers = [*trace_header, *_portkey_headers(outcome), *encode_headers(answer.headers)]
+            if self.settings.overhead_header:
+                headers.append((b"x-portkey-overhead-ms", f"{overhead:.3f}".encode()))
+            capture = self.settings.log_prompts
             if answer.stream is not None:
-                await self._relay(answer.stream, headers, send, log, started)
+                frames = (
+                    capture_stream_text(answer.stream, log, self.settings)
+                    if capture
+                    else answer.stream
+                )
+                await self._relay(frames, headers, send, request)
                 log["usage"] = answer.usage.as_dict() if answer.usage else None
                 return answer.status
+            if capture and answer.ok and answer.body is not None:
+                capture_completion_text(answer.body, log, self.settings)
             if state.params.get("stream") is True and answer.ok and answer.body is not None:
-                frames = completion_frames(answer.body, state.params)
-                await self._relay(_iterate(frames), headers, send, log, started)
+                frames = _iterate(completion_frames(answer.body, state.params))
+                await self._relay(frames, headers, send, request)
                 return answer.status
             headers.append(_JSON_TYPE)
             await send_bytes(send, answer.status, headers, answer.body or b"")
@@ -173,16 +211,16 @@ class Pipeline:
         frames: AsyncIterator[bytes],
         headers: list[tuple[bytes, bytes]],
         send: Any,
-        log: dict[str, Any],
-        started: float,
+        request: _Request,
     ) -> None:
+        log = request.log
         headers.append(_SSE_TYPE)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         first = True
         try:
             async for frame in frames:
                 if first:
-                    log["ttft_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                    log["ttft_ms"] = round((time.perf_counter() - request.started) * 1000, 3)
                     first = False
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         except StreamFailure as failure:
@@ -240,33 +278,11 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _describe_request(log: dict[str, Any], headers: RequestHeaders) -> None:
-    if headers.metadata:
-        log["metadata"] = headers.metadata
-    if headers.parent_span_id is not None:
-        log["parent_span_id"] = headers.parent_span_id
-
-
-def _describe_outcome(log: dict[str, Any], outcome: Outcome) -> None:
-    answer = outcome.answer
-    if outcome.leaf is not None:
-        log["provider"] = outcome.leaf.target.provider.name
-        log["target"] = outcome.leaf.path
-    if answer.model:
-        log["model"] = answer.model
-    log["retry_count"] = outcome.retry_count
-    log["attempts"] = [
-        {"target": a.path, "provider": a.provider, "status": a.status, "upstream_ms": a.upstream_ms}
-        for a in outcome.attempts
-    ]
-    log["upstream_ms"] = round(answer.upstream_ms, 3) if answer.upstream_ms is not None else None
-    log["cache_status"] = answer.cache_status
-    if answer.dropped:
-        log["dropped_params"] = answer.dropped
-    if answer.error_type is not None and not answer.ok:
-        log["error_type"] = answer.error_type
-    if answer.usage is not None:
-        log["usage"] = answer.usage.as_dict()
+def _overhead_ms(started: float, outcome: Outcome, waited_ms: float) -> float:
+    """The gateway's own time so far: all of it but upstream waits and retry backoff."""
+    elapsed = (time.perf_counter() - started) * 1000
+    upstream = sum(a.upstream_ms or 0.0 for a in outcome.attempts)
+    return round(max(elapsed - upstream - waited_ms, 0.0), 3)
 
 
 def _portkey_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:

@@ -18,6 +18,7 @@ import httpx
 
 from portkey_mw.conditions import matches
 from portkey_mw.errors import GatewayError, InvalidRequest
+from portkey_mw.events import LOGGER
 from portkey_mw.fanout import fan_out_needed, run_fanned_out
 from portkey_mw.headers import RequestHeaders
 from portkey_mw.plan import Branch, Leaf, Node
@@ -25,6 +26,7 @@ from portkey_mw.providers.base import ResponseContext, UpstreamRequest
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.schema import validate_params
 from portkey_mw.settings import Settings
+from portkey_mw.tracing import RequestTrace, Tracer, attempt_done
 from portkey_mw.upstream import Answer, gateway_answer, send_attempt
 
 DEFAULT_RETRY_CODES = frozenset({429, 500, 502, 503, 504})
@@ -53,7 +55,9 @@ class RequestState:
     params: dict[str, Any]
     headers: RequestHeaders
     pathname: str
+    trace: RequestTrace
     attempts: list[AttemptRecord] = field(default_factory=list)
+    waited_ms: float = 0.0
 
 
 class Router:
@@ -62,11 +66,13 @@ class Router:
         client: httpx.AsyncClient,
         settings: Settings,
         cache: ResponseCache,
+        tracer: Tracer,
         rng: random.Random | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.cache = cache
+        self.tracer = tracer
         self.rng = rng or random.Random()
 
     async def run(self, node: Node, state: RequestState) -> Outcome:
@@ -139,6 +145,15 @@ class Router:
                     leaf.path, leaf.target.provider.name, answer.status, answer.upstream_ms
                 )
             )
+            LOGGER.debug(
+                "completion_attempt",
+                target=leaf.path,
+                provider=leaf.target.provider.name,
+                attempt=number,
+                status=answer.status,
+                upstream_ms=answer.upstream_ms,
+                cache_status=answer.cache_status,
+            )
             retriable = answer.status in codes or answer.error_type == "upstream_error"
             if answer.ok or not retriable:
                 return Outcome(answer, leaf, number, state.attempts)
@@ -150,6 +165,7 @@ class Router:
                     break  # the provider asks for longer than we may wait: answer now
                 delay = max(delay, answer.retry_after_s)
             waited += delay
+            state.waited_ms += delay * 1000
             await answer.aclose()
             await asyncio.sleep(delay)
         return Outcome(answer, leaf, -1 if attempts else 0, state.attempts)
@@ -181,17 +197,21 @@ class Router:
                 hit.dropped = dropped
                 return hit
         ctx = ResponseContext(provider=provider.name, params=params)
-        answer = await send_attempt(
-            self.client,
-            request,
-            ctx,
-            self.settings,
-            map_response=provider.map_response,
-            map_error=provider.map_error,
-            decoder=provider.stream_decoder(),
-            mapper=provider.stream_mapper(ctx) if request.stream else None,
-            timeout_ms=leaf.timeout_ms,
-        )
+        model = params.get("model") if isinstance(params.get("model"), str) else None
+        with self.tracer.attempt(state.trace, provider.name, model) as span:
+            request.headers.update(state.trace.upstream_headers(span))
+            answer = await send_attempt(
+                self.client,
+                request,
+                ctx,
+                self.settings,
+                map_response=provider.map_response,
+                map_error=provider.map_error,
+                decoder=provider.stream_decoder(),
+                mapper=provider.stream_mapper(ctx) if request.stream else None,
+                timeout_ms=leaf.timeout_ms,
+            )
+            attempt_done(span, answer.status, answer.model, answer.usage)
         answer.dropped = dropped
         if lookup is not None:
             self.cache.keep(lookup, answer)

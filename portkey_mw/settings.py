@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     cache_max_entry_bytes: PositiveInt = 4 * 1024 * 1024
     cache_timeout_ms: PositiveInt = 100
     overhead_header: bool = False
+    propagate_trace_context: Literal["auto", "always", "never"] = "auto"
     log_prompts: bool = False
     log_text_max_chars: PositiveInt = 2000
 
