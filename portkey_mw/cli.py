@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         help="allow x-portkey-custom-host / custom_host on this host (repeatable)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-file", help="also write JSON lines to this rotating file")
     return parser
 
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     level = getattr(logging, args.log_level.upper())
-    configure_logging(json=True, level=level)
+    configure_logging(json=True, level=level, file=args.log_file)
     uvicorn.run(
         app,
         host=args.host,

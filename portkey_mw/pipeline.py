@@ -38,7 +38,7 @@ from portkey_mw.routing import Outcome, RequestState, Router
 from portkey_mw.schema import decode_body
 from portkey_mw.settings import Settings
 from portkey_mw.streaming import completion_frames
-from portkey_mw.tracing import RequestTrace, Tracer
+from portkey_mw.tracing import RequestTrace, Tracer, new_span_id
 from portkey_mw.upstream import make_client
 
 _DONE = b"data: [DONE]\n\n"
@@ -100,9 +100,8 @@ class Pipeline:
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         raw = decode_headers(scope["headers"])
-        request = _Request(
-            time.perf_counter(), {"trace_id": raw.get("x-portkey-trace-id") or str(uuid.uuid4())}
-        )
+        trace_id = raw.get("x-portkey-trace-id") or str(uuid.uuid4())
+        request = _Request(time.perf_counter(), {"trace_id": trace_id, "span_id": new_span_id()})
         status = 500
         try:
             with structlog.contextvars.bound_contextvars(trace_id=request.log["trace_id"]):

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - exercised where the extra is absent
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _span_id() -> str:
+def new_span_id() -> str:
     return secrets.token_hex(8)
 
 
@@ -58,7 +58,7 @@ class RequestTrace:
         w3c = _w3c_trace_id(self.trace_id) if self.propagate else None
         if w3c is None:
             return {}
-        headers = {"traceparent": f"00-{w3c}-{_span_id()}-01"}
+        headers = {"traceparent": f"00-{w3c}-{new_span_id()}-01"}
         if self.tracestate:
             headers["tracestate"] = self.tracestate
         return headers
@@ -89,7 +89,7 @@ class Tracer:
     ) -> RequestTrace:
         tracestate = headers.get("tracestate") or None
         propagate = self.mode == "always" or (self.mode == "auto" and parent_span_id is not None)
-        trace = RequestTrace(trace_id, _span_id(), parent_span_id, propagate, tracestate)
+        trace = RequestTrace(trace_id, new_span_id(), parent_span_id, propagate, tracestate)
         tracer = self.otel
         if tracer is not None:
             context = _otel_extract(dict(headers))
