@@ -131,8 +131,35 @@ async def send_attempt(
     timeout_ms: int | None,
 ) -> Answer:
     """Send one request; the deadline (``timeout_ms``) covers a whole JSON answer, or a
-    stream up to its first frame."""
+    stream up to its first frame. Every answer carries the time spent waiting upstream."""
     started = time.perf_counter()
+    answer = await _send_attempt(
+        client,
+        request,
+        ctx,
+        settings,
+        map_response=map_response,
+        map_error=map_error,
+        decoder=decoder,
+        mapper=mapper,
+        timeout_ms=timeout_ms,
+    )
+    answer.upstream_ms = (time.perf_counter() - started) * 1000
+    return answer
+
+
+async def _send_attempt(
+    client: httpx.AsyncClient,
+    request: UpstreamRequest,
+    ctx: ResponseContext,
+    settings: Settings,
+    *,
+    map_response: Any,
+    map_error: Any,
+    decoder: FrameDecoder,
+    mapper: StreamMapper | None,
+    timeout_ms: int | None,
+) -> Answer:
     http_request = client.build_request(
         "POST", request.url, headers=request.headers, content=request.body
     )
@@ -170,7 +197,6 @@ async def send_attempt(
         if response is not None:
             await response.aclose()
         raise
-    answer.upstream_ms = (time.perf_counter() - started) * 1000
     return answer
 
 
