@@ -27,7 +27,7 @@ from portkey_mw.response_cache import ResponseCache
 from portkey_mw.schema import validate_params
 from portkey_mw.settings import Settings
 from portkey_mw.tracing import RequestTrace, Tracer, attempt_done
-from portkey_mw.upstream import Answer, gateway_answer, send_attempt
+from portkey_mw.upstream import Answer, Reading, gateway_answer, send_attempt
 
 DEFAULT_RETRY_CODES = frozenset({429, 500, 502, 503, 504})
 
@@ -200,16 +200,14 @@ class Router:
         model = params.get("model") if isinstance(params.get("model"), str) else None
         with self.tracer.attempt(state.trace, provider.name, model) as span:
             request.headers.update(state.trace.upstream_headers(span))
+            reading = Reading(
+                provider.map_response,
+                provider.map_error,
+                provider.stream_decoder(),
+                provider.stream_mapper(ctx) if request.stream else None,
+            )
             answer = await send_attempt(
-                self.client,
-                request,
-                ctx,
-                self.settings,
-                map_response=provider.map_response,
-                map_error=provider.map_error,
-                decoder=provider.stream_decoder(),
-                mapper=provider.stream_mapper(ctx) if request.stream else None,
-                timeout_ms=leaf.timeout_ms,
+                self.client, request, ctx, self.settings, reading, leaf.timeout_ms
             )
             attempt_done(span, answer.status, answer.model, answer.usage)
         answer.dropped = dropped

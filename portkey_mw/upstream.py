@@ -118,48 +118,27 @@ def gateway_answer(error: GatewayError) -> Answer:
     return Answer(error.status, list(error.headers), error.encode(), error_type=error.error_type)
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """How to read one provider's answers: JSON mapping, error mapping, stream decoding."""
+
+    map_response: Any
+    map_error: Any
+    decoder: FrameDecoder
+    mapper: StreamMapper | None
+
+
 async def send_attempt(
     client: httpx.AsyncClient,
     request: UpstreamRequest,
     ctx: ResponseContext,
     settings: Settings,
-    *,
-    map_response: Any,
-    map_error: Any,
-    decoder: FrameDecoder,
-    mapper: StreamMapper | None,
+    reading: Reading,
     timeout_ms: int | None,
 ) -> Answer:
     """Send one request; the deadline (``timeout_ms``) covers a whole JSON answer, or a
     stream up to its first frame. Every answer carries the time spent waiting upstream."""
     started = time.perf_counter()
-    answer = await _send_attempt(
-        client,
-        request,
-        ctx,
-        settings,
-        map_response=map_response,
-        map_error=map_error,
-        decoder=decoder,
-        mapper=mapper,
-        timeout_ms=timeout_ms,
-    )
-    answer.upstream_ms = (time.perf_counter() - started) * 1000
-    return answer
-
-
-async def _send_attempt(
-    client: httpx.AsyncClient,
-    request: UpstreamRequest,
-    ctx: ResponseContext,
-    settings: Settings,
-    *,
-    map_response: Any,
-    map_error: Any,
-    decoder: FrameDecoder,
-    mapper: StreamMapper | None,
-    timeout_ms: int | None,
-) -> Answer:
     http_request = client.build_request(
         "POST", request.url, headers=request.headers, content=request.body
     )
@@ -167,53 +146,37 @@ async def _send_attempt(
     try:
         async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
             response = await client.send(http_request, stream=True)
-            answer = await _read(
-                response, ctx, settings, map_response, map_error, decoder, mapper, request.stream
-            )
-    except TimeoutError:
+            answer = await _read(response, ctx, settings, reading, request.stream)
+    except BaseException as exc:  # noqa: BLE001 - closed, then mapped or re-raised by _failure
         if response is not None:
             await response.aclose()
-        error = UpstreamTimeout(f"Request exceeded the timeout sent in the request: {timeout_ms}ms")
-        return gateway_answer(error)
-    except httpx.TimeoutException:
-        if response is not None:
-            await response.aclose()
-        return gateway_answer(
-            UpstreamUnavailable(
-                f"Provider '{ctx.provider}' did not answer in time.",
-                status=504,
-                code="upstream_timeout",
-            )
-        )
-    except httpx.HTTPError:
-        if response is not None:
-            await response.aclose()
-        return gateway_answer(_unreachable(ctx.provider))
-    except GatewayError as error:
-        if response is not None:
-            await response.aclose()
-        return gateway_answer(error)
-    except BaseException:
-        if response is not None:
-            await response.aclose()
-        raise
+        answer = gateway_answer(_failure(exc, ctx.provider, timeout_ms))
+    answer.upstream_ms = (time.perf_counter() - started) * 1000
     return answer
 
 
-def _unreachable(provider: str) -> UpstreamUnavailable:
-    return UpstreamUnavailable(
-        f"Provider '{provider}' could not be reached.", code="upstream_unreachable"
-    )
+def _failure(exc: BaseException, provider: str, timeout_ms: int | None) -> GatewayError:
+    """What a failed exchange means for the client; anything unexpected is re-raised."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"Request exceeded the timeout sent in the request: {timeout_ms}ms")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamUnavailable(
+            f"Provider '{provider}' did not answer in time.", status=504, code="upstream_timeout"
+        )
+    if isinstance(exc, httpx.HTTPError):
+        return UpstreamUnavailable(
+            f"Provider '{provider}' could not be reached.", code="upstream_unreachable"
+        )
+    if isinstance(exc, GatewayError):
+        return exc
+    raise exc
 
 
 async def _read(
     response: httpx.Response,
     ctx: ResponseContext,
     settings: Settings,
-    map_response: Any,
-    map_error: Any,
-    decoder: FrameDecoder,
-    mapper: StreamMapper | None,
+    reading: Reading,
     stream: bool,
 ) -> Answer:
     headers = relayable(response.headers)
@@ -226,14 +189,14 @@ async def _read(
     )
     if not 200 <= response.status_code < 300:
         raw = await _read_capped(response, _MAX_ERROR_BYTES)
-        answer = _error_answer(raw, response, ctx, map_error)
+        answer = _error_answer(raw, response, ctx, reading.map_error)
         answer.headers = headers
         return answer
     media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if stream and mapper is not None and media != "application/json":
-        return await _open_stream(response, headers, decoder, mapper)
+    if stream and reading.mapper is not None and media != "application/json":
+        return await _open_stream(response, headers, reading.decoder, reading.mapper)
     raw = await _read_capped(response, settings.max_response_bytes)
-    answer = _json_answer(raw, ctx, map_response)
+    answer = _json_answer(raw, ctx, reading.map_response)
     answer.headers = headers
     return answer
 

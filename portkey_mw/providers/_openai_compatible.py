@@ -30,6 +30,7 @@ from portkey_mw.providers.base import (
     map_finish_reason,
     message_of,
     require_key,
+    usage_from,
 )
 
 # OpenAI's own completions parameters, in the schema's order.
@@ -134,19 +135,6 @@ def _first_type(detail: list[Any]) -> Any:
 # --- responses ------------------------------------------------------------------------------
 
 
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt = raw.get("prompt_tokens")
-    completion = raw.get("completion_tokens")
-    if not isinstance(prompt, int) and not isinstance(completion, int):
-        return None
-    prompt = prompt if isinstance(prompt, int) else 0
-    completion = completion if isinstance(completion, int) else 0
-    total = raw.get("total_tokens")
-    return Usage(prompt, completion, total if isinstance(total, int) else prompt + completion)
-
-
 def _rebuild_choice(raw: Any, position: int, final: bool) -> JSONDict:
     item = raw if isinstance(raw, dict) else {}
     index = item.get("index")
@@ -173,7 +161,7 @@ def rebuild_response(body: Any, ctx: ResponseContext) -> JSONDict:
         "provider": ctx.provider,
         "choices": [_rebuild_choice(c, i, True) for i, c in enumerate(body["choices"])],
     }
-    usage = _usage(body.get("usage"))
+    usage = usage_from(body.get("usage"))
     if usage is not None:
         out["usage"] = usage.as_dict()
     if isinstance(body.get("system_fingerprint"), str):
@@ -287,7 +275,7 @@ class RebuiltStream:
         for item in chunk["choices"]:
             if item["finish_reason"] is not None:
                 self.finish_reason = item["finish_reason"]
-        usage = _usage(raw.get("usage"))
+        usage = usage_from(raw.get("usage"))
         if usage is not None:
             self.usage = usage
             chunk["usage"] = usage.as_dict()

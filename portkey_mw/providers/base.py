@@ -94,6 +94,20 @@ class Usage:
         }
 
 
+def usage_from(raw: Any) -> Usage | None:
+    """OpenAI-shaped usage (``prompt_tokens``/``completion_tokens``/``total_tokens``), if any."""
+    if not isinstance(raw, Mapping):
+        return None
+    prompt = raw.get("prompt_tokens")
+    output = raw.get("completion_tokens")
+    if not isinstance(prompt, int) and not isinstance(output, int):
+        return None
+    prompt = prompt if isinstance(prompt, int) else 0
+    output = output if isinstance(output, int) else 0
+    total = raw.get("total_tokens")
+    return Usage(prompt, output, total if isinstance(total, int) else prompt + output)
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseContext:
     """Everything a response, error or stream hook may need, in one frozen argument."""

@@ -38,6 +38,7 @@ from portkey_mw.providers.base import (
     require_option,
     text_chunk,
     usage_chunk,
+    usage_from,
 )
 
 _ANY = msgspec.json.Decoder()
@@ -79,19 +80,6 @@ def _path(_target: Target, params: Params) -> str:
     return "/" + "/".join(quote(segment, safe="@") for segment in segments)
 
 
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt = raw.get("prompt_tokens")
-    output = raw.get("completion_tokens")
-    if not isinstance(prompt, int) and not isinstance(output, int):
-        return None
-    prompt = prompt if isinstance(prompt, int) else 0
-    output = output if isinstance(output, int) else 0
-    total = raw.get("total_tokens")
-    return Usage(prompt, output, total if isinstance(total, int) else prompt + output)
-
-
 def _finish_reason(raw: Any, usage: Usage | None, params: Params) -> str:
     """Cloudflare's own reason when it gives one; else ``length`` if every allowed token was
     used (Workers AI says nothing more), else ``stop``."""
@@ -110,7 +98,7 @@ def map_response(body: Any, ctx: ResponseContext) -> JSONDict:
     text = result.get("response")
     if text is not None and not isinstance(text, str):
         raise ResponseUnreadable("the answer's 'result.response' is not text")
-    usage = _usage(result.get("usage"))
+    usage = usage_from(result.get("usage"))
     reason = _finish_reason(result.get("finish_reason"), usage, ctx.params)
     return completion(ctx, ctx.new_id(), [choice(text or "", 0, reason)], usage)
 
@@ -158,7 +146,7 @@ class WorkersAIStream:
             errors = raw.get("errors")
             message = _errors_message(errors) if isinstance(errors, list) and errors else None
             raise StreamFailure(message or map_compatible_error(raw, self.ctx).message)
-        usage = _usage(raw.get("usage"))
+        usage = usage_from(raw.get("usage"))
         if usage is not None:
             self.usage = usage
         if raw.get("finish_reason"):
