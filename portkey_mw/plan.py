@@ -247,7 +247,7 @@ class Planner:
             else inherited.forward_headers
         )
         timeout = headers.request_timeout_ms or inherited.timeout_ms
-        target = Target(provider, api_key, options, host)
+        target = Target(provider, api_key, options, host, self.settings.ambient_credentials)
         return Leaf(
             path,
             target,

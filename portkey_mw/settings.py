@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     cache_max_bytes: PositiveInt = 256 * 1024 * 1024
     cache_max_entry_bytes: PositiveInt = 4 * 1024 * 1024
     cache_timeout_ms: PositiveInt = 100
+    ambient_credentials: bool = True
     overhead_header: bool = False
     propagate_trace_context: Literal["auto", "always", "never"] = "auto"
     log_prompts: bool = False

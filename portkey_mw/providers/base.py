@@ -41,6 +41,9 @@ class Target:
     api_key: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
     custom_host: str | None = None
+    # May the provider fall back to the server's own credentials (the AWS credential chain)
+    # when the request brings none? The operator decides (``ambient_credentials``).
+    ambient_credentials: bool = True
 
     def option(self, name: str) -> str | None:
         value = self.options.get(name)

@@ -225,6 +225,13 @@ async def test_the_standard_credential_chain(monkeypatch: pytest.MonkeyPatch) ->
     assert sigv4_scope(sent.headers)["key_id"] == "AKIAENVIRONMENT00001"
     assert sent.headers["x-amz-security-token"] == "envToken"
     assert verify_sigv4(raw_path(sent), sent.headers, sent.content, "envSecret")
+    # The operator can refuse to lend the server's own credentials to clients.
+    client, upstream = gateway(lambda r: ok("invoke_anthropic.json"), ambient_credentials=False)
+    refused = await client.post(
+        "/v1/completions", json=BODY, headers={"x-portkey-provider": "bedrock"}
+    )
+    assert refused.status_code == 401
+    assert upstream.requests == []
 
 
 async def test_no_credentials_anywhere_is_a_401() -> None:

@@ -105,7 +105,9 @@ def sign(request: UpstreamRequest, target: Target) -> UpstreamRequest:
     if not _has_explicit(target) and target.api_key:
         return _with(request, {"authorization": f"Bearer {target.api_key}"})
     botocore = require_botocore()
-    credentials = _explicit(target, botocore) or _from_chain(botocore)
+    credentials = _explicit(target, botocore)
+    if credentials is None and target.ambient_credentials:
+        credentials = _from_chain(botocore)
     if credentials is None:
         raise AuthenticationFailed(
             "No AWS credentials for provider 'bedrock': send x-portkey-aws-access-key-id and "
