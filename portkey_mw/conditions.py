@@ -1,19 +1,25 @@
 """Conditional-routing queries over ``metadata.*``, ``params.*`` and ``url.pathname``.
 
 Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $regex $and $or``; a plain value means
-equality; several keys in one query must all hold. Unlike the Portkey gateway, dotted keys
+equality; several keys in one query must all hold. ``$regex`` patterns come from clients, so
+they run on the ``regex`` engine with a length cap and a hard time limit: a pathological
+pattern is a 400, never a stalled event loop. Unlike the Portkey gateway, dotted keys
 may go deeper than two segments (``metadata.user.plan`` would look up ``user`` then
 ``plan``), and a malformed query is a 400, never a 500.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, NoReturn
 
+import regex
+
 from portkey_mw.errors import InvalidRequest
+
+MAX_PATTERN = 512
+REGEX_TIMEOUT_S = 0.05
 
 _MISSING = object()
 
@@ -84,17 +90,23 @@ def _operator(op: str, arg: Any, value: Any) -> bool:
         found = value is not _MISSING and value in arg
         return found if op == "$in" else not found
     if op == "$regex":
-        if not isinstance(arg, str):
-            _bad("'$regex' needs a string")
-        return isinstance(value, str) and _compiled(arg).search(value) is not None
+        if not isinstance(arg, str) or len(arg) > MAX_PATTERN:
+            _bad(f"'$regex' needs a string of at most {MAX_PATTERN} characters")
+        if not isinstance(value, str):
+            return False
+        try:
+            return _compiled(arg).search(value, timeout=REGEX_TIMEOUT_S) is not None
+        except TimeoutError:
+            _bad("'$regex' took too long to evaluate")
     return _bad(f"unsupported operator '{op}'")
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any) -> int | float | None:
+    """Numbers compare exactly (a 400-digit int stays an int); numeric strings as floats."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        return value
     if isinstance(value, str):
         try:
             return float(value)
@@ -104,10 +116,10 @@ def _number(value: Any) -> float | None:
 
 
 @lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
+def _compiled(pattern: str) -> Any:
     try:
-        return re.compile(pattern)
-    except re.error:
+        return regex.compile(pattern)
+    except (regex.error, OverflowError, RecursionError, ValueError):
         _bad(f"invalid '$regex' pattern {pattern[:64]!r}")
 
 

@@ -90,10 +90,10 @@ def parse_config(raw: bytes | str | dict[str, Any], provider_options: Iterable[s
     else:
         try:
             data = _JSON_OBJECT.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             raise InvalidRequest(
-                "Invalid config passed: x-portkey-config must be a JSON object or the id of a "
-                "registered config.",
+                "Invalid config passed: x-portkey-config must be a JSON object (not nested too "
+                "deeply) or the id of a registered config.",
                 param="x-portkey-config",
             ) from None
     if "mode" in data and "options" in data:
@@ -101,9 +101,13 @@ def parse_config(raw: bytes | str | dict[str, Any], provider_options: Iterable[s
             "This version of config (mode/options) is not supported; use strategy/targets.",
             param="x-portkey-config",
         )
-    normalised = _normalise(data, frozenset(provider_options), "")
     try:
+        normalised = _normalise(data, frozenset(provider_options), "")
         node = msgspec.convert(normalised, ConfigNode, strict=True)
+    except RecursionError:
+        raise InvalidRequest(
+            "Invalid config passed: nested too deeply.", param="x-portkey-config"
+        ) from None
     except msgspec.ValidationError as exc:
         text = str(exc)
         match = _PATH.search(text)

@@ -30,7 +30,7 @@ def _takes_n(provider: Provider) -> bool:
     return provider.native_n if provider.prompt_mode == "text" else "n" in provider.params
 
 
-def fan_out_needed(provider: Provider, params: Mapping[str, Any]) -> bool:
+def fan_out_needed(provider: Provider, params: Mapping[str, Any], limit: int) -> bool:
     """Whether this request must be split: one call per prompt (providers that take one
     text prompt) and/or per sample (providers without ``n``)."""
     kind = prompt_kind(params.get("prompt"))
@@ -46,6 +46,13 @@ def fan_out_needed(provider: Provider, params: Mapping[str, Any]) -> bool:
     split_n = n > 1 and not _takes_n(provider)
     if not (split_prompts or split_n):
         return False
+    calls = (len(params["prompt"]) if split_prompts else 1) * (n if split_n else 1)
+    if calls > limit:
+        raise InvalidRequest(
+            f"Provider '{provider.name}' takes one prompt and sample per call; this request "
+            f"would need {calls} calls, more than this gateway allows ({limit}).",
+            param="prompt" if split_prompts else "n",
+        )
     if params.get("stream") is True and (split_n or len(params["prompt"]) > 1):
         raise InvalidRequest(
             f"Provider '{provider.name}' takes one prompt and one sample per call, so a stream "

@@ -138,13 +138,32 @@ def _provider_key(headers: dict[str, str], gateway_keys: tuple[bytes, ...]) -> s
     authorization = headers.get("authorization", "").strip()
     if authorization:
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
+        if scheme.lower() == "bearer" and token.strip() and is_header_safe(token):
             return token.strip()
         raise AuthenticationFailed(
             "Invalid Authorization header: expected 'Bearer <provider key>'.",
             param="authorization",
         )
+    if portkey_key and not is_header_safe(portkey_key):
+        raise AuthenticationFailed(
+            "Invalid x-portkey-api-key: keys are visible ASCII.", param="x-portkey-api-key"
+        )
     return portkey_key or None
+
+
+def is_header_safe(value: str) -> bool:
+    """Whether a value can be sent in an HTTP header as it is (printable ASCII)."""
+    return value.isascii() and value.isprintable()
+
+
+def check_upstream_headers(headers: Mapping[str, str]) -> None:
+    """A 400 naming the header when a client-supplied value cannot be sent upstream."""
+    for name, value in headers.items():
+        if not is_header_safe(value):
+            raise InvalidRequest(
+                f"The value sent upstream in header '{name}' must be visible ASCII.",
+                param=name,
+            )
 
 
 def _timeout(value: str | None) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -109,9 +110,8 @@ class Pipeline:
         except ClientDisconnected:
             status = 499
             request.log["error_type"] = "client_disconnected"
-        except Exception:  # noqa: BLE001 - a bug of ours: a bare 500, the traceback only in the log
-            LOGGER.exception("internal_error", trace_id=request.log["trace_id"])
-            request.log["error_type"] = "internal_error"
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: a bare 500, traceback only logged
+            _log_internal_error(exc, request.log)
             with contextlib.suppress(Exception):
                 await send_error(send, _INTERNAL, [])
         finally:
@@ -231,6 +231,12 @@ class Pipeline:
             log["error_type"] = "stream_error"
             cut = StreamFailure("The provider's stream failed before it finished.")
             await send({"type": "http.response.body", "body": _error_frame(cut), "more_body": True})
+        except Exception as exc:  # noqa: BLE001 - a bug of ours mid-stream: still end the stream
+            _log_internal_error(exc, log)
+            broken = StreamFailure("The gateway failed while relaying the stream.", "api_error")
+            await send(
+                {"type": "http.response.body", "body": _error_frame(broken), "more_body": True}
+            )
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
 
 
@@ -274,6 +280,16 @@ def _is_json(content_type: str) -> bool:
     media = content_type.split(";", maxsplit=1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _log_internal_error(exc: Exception, log: dict[str, Any]) -> None:
+    """Log a bug with its traceback as plain text: never ``exc_info``, whose renderers may
+    print local variables (request headers, keys)."""
+    log["error_type"] = "internal_error"
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    LOGGER.error(
+        "internal_error", trace_id=log["trace_id"], error=type(exc).__name__, traceback=trace
     )
 
 

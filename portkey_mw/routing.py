@@ -18,11 +18,11 @@ import httpx
 
 from portkey_mw.conditions import matches
 from portkey_mw.errors import GatewayError, InvalidRequest
-from portkey_mw.events import LOGGER
+from portkey_mw.events import LOGGER, mask
 from portkey_mw.fanout import fan_out_needed, run_fanned_out
-from portkey_mw.headers import RequestHeaders
+from portkey_mw.headers import RequestHeaders, check_upstream_headers
 from portkey_mw.plan import Branch, Leaf, Node
-from portkey_mw.providers.base import ResponseContext, UpstreamRequest
+from portkey_mw.providers.base import ResponseContext, Target, UpstreamRequest
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.schema import validate_params
 from portkey_mw.settings import Settings
@@ -179,7 +179,7 @@ class Router:
         try:
             params = _effective_params(state.params, leaf.override_params)
             provider = leaf.target.provider
-            if fan_out_needed(provider, params):
+            if fan_out_needed(provider, params, self.settings.max_fanout):
                 return await run_fanned_out(self, leaf, params, state)
             return await self.send(leaf, params, state)
         except GatewayError as error:
@@ -190,6 +190,7 @@ class Router:
         provider = leaf.target.provider
         request, dropped = provider.build_request(leaf.target, params)
         request = _with_forwarded(request, leaf.forward_headers, state.headers.raw)
+        check_upstream_headers(request.headers)
         lookup = None
         if leaf.cache is not None:
             lookup, hit = await self.cache.lookup(leaf.cache, leaf.target, request, state.headers)
@@ -210,10 +211,21 @@ class Router:
                 self.client, request, ctx, self.settings, reading, leaf.timeout_ms
             )
             attempt_done(span, answer.status, answer.model, answer.usage)
+        if not answer.ok and answer.body:
+            answer.body = scrub_secrets(answer.body, leaf.target)
         answer.dropped = dropped
         if lookup is not None:
             self.cache.keep(lookup, answer)
         return answer
+
+
+def scrub_secrets(body: bytes, target: Target) -> bytes:
+    """A provider that echoes the credentials it got must not hand them to the client (they
+    may be the operator's, from a virtual key)."""
+    for secret in target.secrets():
+        if len(secret) >= 8 and secret.encode() in body:
+            body = body.replace(secret.encode(), mask(secret).encode())
+    return body
 
 
 def _effective_params(params: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

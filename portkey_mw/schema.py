@@ -60,13 +60,22 @@ def decode_body(body: bytes) -> dict[str, Any]:
     """Decode and validate a completion request body into its params dict."""
     try:
         params = _BODY_DECODER.decode(body)
-    except msgspec.ValidationError:
+    except msgspec.ValidationError as exc:
+        match = _PATH.search(str(exc))
+        if match is None:
+            raise InvalidRequest(
+                "The request body must be a JSON object.", code="invalid_json"
+            ) from None
         raise InvalidRequest(
-            "The request body must be a JSON object.", code="invalid_json"
+            _explain(str(exc), match.group(1)), param=match.group(1), code="invalid_json"
         ) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(
             f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from None
+    except RecursionError:
+        raise InvalidRequest(
+            "The request body is nested too deeply.", code="invalid_json"
         ) from None
     validate_params(params)
     return params

@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     cache_max_entry_bytes: PositiveInt = 4 * 1024 * 1024
     cache_timeout_ms: PositiveInt = 100
     ambient_credentials: bool = True
+    max_fanout: PositiveInt = 32
     overhead_header: bool = False
     propagate_trace_context: Literal["auto", "always", "never"] = "auto"
     log_prompts: bool = False

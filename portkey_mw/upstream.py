@@ -163,9 +163,15 @@ def _failure(exc: BaseException, provider: str, timeout_ms: int | None) -> Gatew
         return UpstreamUnavailable(
             f"Provider '{provider}' did not answer in time.", status=504, code="upstream_timeout"
         )
-    if isinstance(exc, httpx.HTTPError):
+    if isinstance(exc, httpx.ConnectError):
         return UpstreamUnavailable(
             f"Provider '{provider}' could not be reached.", code="upstream_unreachable"
+        )
+    if isinstance(exc, httpx.HTTPError):
+        return UpstreamUnavailable(
+            f"Provider '{provider}' broke the connection or answered with something that is "
+            "not HTTP.",
+            code="upstream_connection_error",
         )
     if isinstance(exc, GatewayError):
         return exc

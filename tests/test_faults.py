@@ -136,7 +136,7 @@ async def test_reset_before_headers_is_a_502() -> None:
         async with gateway_to(server.url) as client:
             with capture_logs() as logs:
                 response = await post(client)
-    expect_error(response, logs, 502)
+    expect_error(response, logs, 502, "upstream_connection_error")
     assert server.connections == 1
 
 
@@ -145,7 +145,7 @@ async def test_reset_mid_body_is_a_502() -> None:
         async with gateway_to(server.url) as client:
             with capture_logs() as logs:
                 response = await post(client)
-    expect_error(response, logs, 502)
+    expect_error(response, logs, 502, "upstream_connection_error")
 
 
 async def test_reset_mid_stream_is_an_error_event_then_done() -> None:
@@ -163,7 +163,7 @@ async def test_garbage_bytes_are_a_502() -> None:
         async with gateway_to(server.url) as client:
             with capture_logs() as logs:
                 response = await post(client)
-    expect_error(response, logs, 502)
+    expect_error(response, logs, 502, "upstream_connection_error")
 
 
 # --- stalls and timeouts ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ Adding a provider is adding a module under ``portkey_mw/providers/`` that define
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +24,7 @@ from portkey_mw.errors import AuthenticationFailed, ErrorDetail, InvalidRequest
 from portkey_mw.framing import FrameDecoder, SSEDecoder
 
 Params = Mapping[str, Any]
+_SECRET_OPTION = re.compile(r"key|secret|token|password", re.IGNORECASE)
 JSONDict = dict[str, Any]
 
 _ENCODER = msgspec.json.Encoder()
@@ -48,6 +50,12 @@ class Target:
     def option(self, name: str) -> str | None:
         value = self.options.get(name)
         return value or None
+
+    def secrets(self) -> list[str]:
+        """Credential values of this target (the key, and secret-named options)."""
+        found = [self.api_key] if self.api_key else []
+        found += [v for k, v in self.options.items() if v and _SECRET_OPTION.search(k)]
+        return found
 
 
 @dataclass(frozen=True, slots=True)

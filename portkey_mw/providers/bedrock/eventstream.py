@@ -56,7 +56,8 @@ class EventStreamDecoder:
                 event = _event(message.headers, message.payload)
                 if event is not None:
                     events.append(event)
-        except ParserError as exc:
+        except (ParserError, UnicodeDecodeError, ValueError) as exc:
+            # CRC-valid frames can still carry headers that are not UTF-8: corrupt all the same.
             raise StreamFailure(
                 f"The provider's event stream is corrupt ({type(exc).__name__})."
             ) from None

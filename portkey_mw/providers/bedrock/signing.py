@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +35,21 @@ _NEGATIVE_TTL_S = 60.0
 _chain: dict[str, Any] = {}
 
 
+class _NoSigningDetail(logging.Filter):
+    """botocore logs the canonical request and string-to-sign (session token included) at
+    DEBUG while signing; a host that logs at DEBUG must not receive them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_SIGNING_FILTER = _NoSigningDetail()
+
+
 def require_botocore() -> Any:
+    auth_logger = logging.getLogger("botocore.auth")
+    if _SIGNING_FILTER not in auth_logger.filters:
+        auth_logger.addFilter(_SIGNING_FILTER)
     try:
         import botocore.auth
         import botocore.awsrequest
