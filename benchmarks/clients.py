@@ -1,26 +1,21 @@
 """Upstream clients to inject into ``PortkeyMiddleware(http_client=...)`` for comparisons.
 
-- ``default``: nothing injected; the middleware's own client (httpx.AsyncClient over
-  httpx-aiohttp's ``AiohttpTransport``).
+- ``default``: nothing injected; the middleware's own upstream client (aiohttp directly,
+  no httpx on the path).
 - ``lean``: an ``httpx.AsyncClient`` over :class:`LeanAiohttpTransport`, a minimal httpx
   transport on one ``aiohttp.ClientSession`` (no per-request ``ClientTimeout``, raw header
   list, ``iter_any``): what a leaner transport alone buys, httpx API unchanged.
-- ``direct``: :class:`DirectAiohttpClient`, a duck-typed stand-in for the two methods the
-  middleware calls (``build_request``/``send``) that goes straight to aiohttp and returns a
-  minimal response object: an estimate of calling aiohttp directly, httpx gone from the path.
-  Happy path only (errors are mapped coarsely): a benchmark tool, not a product.
 - ``httpx``: a plain ``httpx.AsyncClient`` (httpx's own pool, 512 connections).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, cast
 
 import aiohttp
 import httpx
 
-CLIENT_KINDS = ("default", "lean", "direct", "httpx")
+CLIENT_KINDS = ("default", "lean", "httpx")
 
 
 def _session(max_connections: int = 512) -> aiohttp.ClientSession:
@@ -85,99 +80,6 @@ class LeanAiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
-class _Headers:
-    """The little of ``httpx.Headers`` the middleware reads: lower-case names."""
-
-    __slots__ = ("_items", "_map")
-
-    def __init__(self, raw: Any) -> None:
-        self._items = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
-        self._map: dict[str, str] = dict(self._items)
-
-    def multi_items(self) -> list[tuple[str, str]]:
-        return self._items
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._map.get(name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return self._map[name.lower()]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._map
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._map.items())
-
-
-class _Request:
-    __slots__ = ("content", "headers", "method", "url")
-
-    def __init__(self, method: str, url: str, headers: Any, content: bytes | None) -> None:
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.content = content
-
-
-class _Response:
-    __slots__ = ("_response", "headers", "status_code")
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-        self.status_code = response.status
-        self.headers = _Headers(response.raw_headers)
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except aiohttp.ClientPayloadError as exc:
-            raise httpx.ReadError(str(exc)) from exc
-
-    async def aread(self) -> bytes:
-        return await self._response.read()
-
-    async def aclose(self) -> None:
-        self._response.release()
-
-
-class DirectAiohttpClient:
-    """Duck-types ``httpx.AsyncClient.build_request``/``send``/``aclose`` over aiohttp."""
-
-    def __init__(self, max_connections: int = 512) -> None:
-        self._max = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def build_request(
-        self, method: str, url: str, *, headers: Any = None, content: bytes | None = None
-    ) -> _Request:
-        return _Request(method, url, headers, content)
-
-    async def send(self, request: _Request, *, stream: bool = False) -> _Response:
-        session = self._session
-        if session is None:
-            session = self._session = _session(self._max)
-        try:
-            response = await session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.content,
-                allow_redirects=False,
-            )
-        except aiohttp.ClientError as exc:
-            raise httpx.ConnectError(str(exc)) from exc
-        if not stream:
-            await response.read()
-        return _Response(response)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
 def make_client(kind: str) -> httpx.AsyncClient | None:
     """The client to inject for ``kind`` (``None``: let the middleware build its own)."""
     if kind == "default":
@@ -188,8 +90,6 @@ def make_client(kind: str) -> httpx.AsyncClient | None:
             trust_env=False,
             timeout=httpx.Timeout(600, connect=10),
         )
-    if kind == "direct":
-        return cast(httpx.AsyncClient, DirectAiohttpClient())
     if kind == "httpx":
         limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
         return httpx.AsyncClient(limits=limits, trust_env=False, timeout=600)

@@ -6,7 +6,7 @@
 - ``--log json``: every completion event rendered to a JSON line into /dev/null (the
   realistic cost of logging, without flooding the terminal); ``--log drop``: structlog drops
   events below WARNING (the floor of the logging cost).
-- ``--client default|lean|direct|httpx``: the upstream client (see ``clients.py``).
+- ``--client default|lean|httpx``: the upstream client (see ``clients.py``).
 - ``--cprofile PATH``: profile the whole process with cProfile, stats written at shutdown.
 """
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 
 SCENARIOS = ("instant", "stream", "delay")
 DEFAULT_SYSTEMS = ("bare", "bare-asgi", "middleware", "middleware-nolog")
-EXTRA_SYSTEMS = ("middleware-lean", "middleware-direct", "middleware-httpx", "node")
+EXTRA_SYSTEMS = ("middleware-lean", "middleware-httpx", "node")
 NODE_GATEWAY = "@portkey-ai/gateway@1.15.2"
 NODE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "portkey_mw-bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -58,7 +58,6 @@ DESCRIPTIONS = {
     "middleware": "Starlette + PortkeyMiddleware, uvicorn; completion events as JSON to /dev/null",
     "middleware-nolog": "same, structlog drops events below WARNING",
     "middleware-lean": "middleware + httpx over a lean aiohttp transport (benchmarks/clients.py)",
-    "middleware-direct": "middleware + duck-typed client straight on aiohttp (no httpx)",
     "middleware-httpx": "middleware + plain httpx.AsyncClient (httpx's own pool)",
     "node": f"Portkey gateway {NODE_GATEWAY.rsplit('@', 1)[1]} (Node {{node}})",
 }
@@ -287,7 +286,7 @@ def start_systems(
         elif name.startswith("middleware"):
             variant = name.removeprefix("middleware").lstrip("-")
             log = "drop" if variant == "nolog" else "json"
-            client = variant if variant in ("lean", "direct", "httpx") else "default"
+            client = variant if variant in ("lean", "httpx") else "default"
             argv = [
                 python,
                 str(HERE / "host_app.py"),

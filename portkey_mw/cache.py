@@ -32,7 +32,7 @@ class CachedAnswer(msgspec.Struct, array_like=True):
     """What a cache entry holds: a JSON body, or the SSE frames of a finished stream."""
 
     status: int
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
     body: bytes | None = None
     frames: list[bytes] | None = None
     usage: Usage | None = None

@@ -19,8 +19,9 @@ import httpx
 import msgspec
 import structlog
 
-from portkey_mw.asgi import ClientDisconnected, encode_headers, read_body, send_bytes, send_error
+from portkey_mw.asgi import ClientDisconnected, read_body, send_bytes, send_error
 from portkey_mw.cache import make_cache
+from portkey_mw.clients import UpstreamClient
 from portkey_mw.errors import ErrorBody, ErrorDetail, GatewayError, UnsupportedMediaType
 from portkey_mw.events import LOGGER, emit_completion
 from portkey_mw.headers import decode_headers, parse_headers
@@ -70,8 +71,8 @@ class Pipeline:
         self.settings = settings
         self.planner = Planner(settings, REGISTRY)
         self.gateway_keys = tuple(k.encode("latin-1") for k in settings.api_keys)
-        self._owns_client = http_client is None
-        self._client = http_client
+        self._injected = http_client
+        self._client: UpstreamClient | None = None
         self._router: Router | None = None
         self.tracer = Tracer(settings.propagate_trace_context, tracer_provider)
         self.cache = ResponseCache(
@@ -88,14 +89,14 @@ class Pipeline:
     def router(self) -> Router:
         if self._router is None:
             # Created on first use, inside the server's event loop.
-            self._client = self._client or make_client(self.settings)
+            self._client = self._client or make_client(self.settings, self._injected)
             self._router = Router(self._client, self.settings, self.cache, self.tracer)
         return self._router
 
     async def aclose(self) -> None:
         await self.cache.aclose()
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()  # an injected httpx client stays open: it is yours
             self._client = None
             self._router = None
 
@@ -180,7 +181,7 @@ class Pipeline:
             describe_outcome(log, outcome)
             overhead = _overhead_ms(request.started, outcome, state.waited_ms)
             log["overhead_ms"] = overhead
-            headers = [*trace_header, *_portkey_headers(outcome), *encode_headers(answer.headers)]
+            headers = [*trace_header, *_portkey_headers(outcome), *answer.headers]
             if self.settings.overhead_header:
                 headers.append((b"x-portkey-overhead-ms", f"{overhead:.3f}".encode()))
             capture = self.settings.log_prompts

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from portkey_mw.clients import UpstreamClient
 from portkey_mw.conditions import matches
 from portkey_mw.errors import GatewayError, InvalidRequest
 from portkey_mw.events import LOGGER, mask
@@ -63,7 +62,7 @@ class RequestState:
 class Router:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         settings: Settings,
         cache: ResponseCache,
         tracer: Tracer,

@@ -1,7 +1,7 @@
 """The shared upstream client and one attempt against one target.
 
-The client is an ``httpx.AsyncClient`` (the seam users and tests inject) whose default
-transport is aiohttp's connection pool (``transport.py``). An attempt sends one request and
+The client is an :class:`~portkey_mw.clients.UpstreamClient` (aiohttp's pool by default, an
+injected ``httpx.AsyncClient`` otherwise). An attempt sends one request and
 turns whatever happens into an :class:`Answer`: a mapped JSON body, an open stream whose
 first frames are already read, or an error in the OpenAI shape. Nothing here leaks an
 address or a secret.
@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from portkey_mw.clients import AiohttpUpstream, HttpxUpstream, UpstreamClient, UpstreamResponse
 from portkey_mw.errors import (
     ErrorBody,
     GatewayError,
@@ -35,7 +36,6 @@ from portkey_mw.providers.base import (
     Usage,
 )
 from portkey_mw.settings import Settings
-from portkey_mw.transport import AiohttpTransport
 
 _ANY = msgspec.json.Decoder()
 _MAX_ERROR_BYTES = 1024 * 1024
@@ -44,46 +44,48 @@ _MAX_ERROR_BYTES = 1024 * 1024
 # re-frames), cookies and identity of the provider's edge, and anything claiming to be ours.
 _NOT_RELAYED = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "content-encoding",
-        "content-type",
-        "set-cookie",
-        "set-cookie2",
-        "server",
-        "date",
-        "alt-svc",
-        "strict-transport-security",
-        "via",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"content-encoding",
+        b"content-type",
+        b"set-cookie",
+        b"set-cookie2",
+        b"server",
+        b"date",
+        b"alt-svc",
+        b"strict-transport-security",
+        b"via",
     }
 )
 
 
-def make_client(settings: Settings) -> httpx.AsyncClient:
-    """The middleware's own client: one pool, sized for concurrency, no env proxies."""
-    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(max_connections=settings.max_connections),
-        timeout=timeout,
-        trust_env=False,
-        follow_redirects=False,
+def make_client(settings: Settings, injected: httpx.AsyncClient | None) -> UpstreamClient:
+    """The injected ``httpx.AsyncClient``, or the middleware's own aiohttp pool."""
+    if injected is not None:
+        return HttpxUpstream(injected)
+    return AiohttpUpstream(
+        max_connections=settings.max_connections,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
     )
 
 
-def relayable(headers: httpx.Headers) -> list[tuple[str, str]]:
-    return [
-        (k, v)
-        for k, v in headers.multi_items()
-        if k not in _NOT_RELAYED and not k.startswith("x-portkey-")
-    ]
+def relayable(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Upstream headers for the client, as ASGI header pairs (lower-case names)."""
+    out = []
+    for name, value in raw_headers:
+        lowered = name.lower()
+        if lowered not in _NOT_RELAYED and not lowered.startswith(b"x-portkey-"):
+            out.append((lowered, value))
+    return out
 
 
 @dataclass(slots=True)
@@ -91,7 +93,7 @@ class Answer:
     """What one attempt produced."""
 
     status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
     error_type: str | None = None
@@ -115,7 +117,8 @@ class Answer:
 
 
 def gateway_answer(error: GatewayError) -> Answer:
-    return Answer(error.status, list(error.headers), error.encode(), error_type=error.error_type)
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers]
+    return Answer(error.status, headers, error.encode(), error_type=error.error_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,7 @@ class Reading:
 
 
 async def send_attempt(
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     request: UpstreamRequest,
     ctx: ResponseContext,
     settings: Settings,
@@ -139,13 +142,14 @@ async def send_attempt(
     """Send one request; the deadline (``timeout_ms``) covers a whole JSON answer, or a
     stream up to its first frame. Every answer carries the time spent waiting upstream."""
     started = time.perf_counter()
-    http_request = client.build_request(
-        "POST", request.url, headers=request.headers, content=request.body
-    )
-    response: httpx.Response | None = None
+    response: UpstreamResponse | None = None
     try:
-        async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
-            response = await client.send(http_request, stream=True)
+        if timeout_ms:
+            async with asyncio.timeout(timeout_ms / 1000):
+                response = await client.post(request.url, request.headers, request.body)
+                answer = await _read(response, ctx, settings, reading, request.stream)
+        else:
+            response = await client.post(request.url, request.headers, request.body)
             answer = await _read(response, ctx, settings, reading, request.stream)
     except BaseException as exc:  # noqa: BLE001 - closed, then mapped or re-raised by _failure
         if response is not None:
@@ -179,21 +183,21 @@ def _failure(exc: BaseException, provider: str, timeout_ms: int | None) -> Gatew
 
 
 async def _read(
-    response: httpx.Response,
+    response: UpstreamResponse,
     ctx: ResponseContext,
     settings: Settings,
     reading: Reading,
     stream: bool,
 ) -> Answer:
-    headers = relayable(response.headers)
+    headers = relayable(response.raw_headers)
     ctx = ResponseContext(
         provider=ctx.provider,
         params=ctx.params,
-        status=response.status_code,
+        status=response.status,
         headers=response.headers,
         strict=ctx.strict,
     )
-    if not 200 <= response.status_code < 300:
+    if not 200 <= response.status < 300:
         raw = await _read_capped(response, _MAX_ERROR_BYTES)
         answer = _error_answer(raw, response, ctx, reading.map_error)
         answer.headers = headers
@@ -207,11 +211,11 @@ async def _read(
     return answer
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+async def _read_capped(response: UpstreamResponse, cap: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.chunks():
             size += len(chunk)
             if size > cap:
                 raise UpstreamUnavailable(
@@ -225,7 +229,7 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
 
 
 def _error_answer(
-    raw: bytes, response: httpx.Response, ctx: ResponseContext, map_error: Any
+    raw: bytes, response: UpstreamResponse, ctx: ResponseContext, map_error: Any
 ) -> Answer:
     try:
         decoded: Any = _ANY.decode(raw) if raw.strip() else ""
@@ -235,7 +239,7 @@ def _error_answer(
     detail.message = f"{ctx.provider} error: {detail.message}"
     body = encode_json(ErrorBody(detail, ctx.provider))
     return Answer(
-        response.status_code,
+        response.status,
         body=body,
         error_type=detail.type or "provider_error",
         retry_after_s=retry_after(response.headers),
@@ -278,13 +282,13 @@ def _usage_of(body: Any) -> tuple[Usage | None, str | None]:
 
 
 async def _open_stream(
-    response: httpx.Response,
-    headers: list[tuple[str, str]],
+    response: UpstreamResponse,
+    headers: list[tuple[bytes, bytes]],
     decoder: FrameDecoder,
     mapper: StreamMapper,
 ) -> Answer:
     """Read until the first frame to send exists (so retries and fallbacks still apply)."""
-    chunks = response.aiter_bytes()
+    chunks = response.chunks()
     first: list[bytes] = []
     ended = False
     try:
@@ -303,7 +307,7 @@ async def _open_stream(
     except BaseException:
         await response.aclose()
         raise
-    answer = Answer(response.status_code, headers)
+    answer = Answer(response.status, headers)
     answer.stream = _frames(first, ended, chunks, decoder, mapper, answer)
     answer.closer = response.aclose
     return answer
@@ -326,21 +330,22 @@ async def _frames(
     mapper: StreamMapper,
     answer: Answer,
 ) -> AsyncIterator[bytes]:
-    """The rest of the stream as OpenAI SSE frames. Failures after the first byte raise
-    :class:`StreamFailure`; the relay turns them into an SSE error event."""
-    for frame in first:
-        yield frame
+    """The rest of the stream as OpenAI SSE frames — the frames of one upstream read joined, so
+    the client gets one write per read, not one per event. Failures after the first byte
+    raise :class:`StreamFailure`; the relay turns them into an SSE error event."""
+    if first:
+        yield first[0] if len(first) == 1 else b"".join(first)
     if not ended:
         try:
             async for chunk in chunks:
-                for frame in _map_events(decoder.feed(chunk), mapper):
-                    yield frame
+                frames = _map_events(decoder.feed(chunk), mapper)
+                if frames:
+                    yield frames[0] if len(frames) == 1 else b"".join(frames)
         except httpx.HTTPError:
             raise StreamFailure("The provider's stream was cut before it finished.") from None
-        for frame in _map_events(decoder.close(), mapper):
-            yield frame
-        for frame in mapper.finish():
-            yield frame
+        tail = [*_map_events(decoder.close(), mapper), *mapper.finish()]
+        if tail:
+            yield b"".join(tail)
     answer.usage = mapper.usage
 
 

@@ -35,7 +35,6 @@ def test_quick_in_process_run_prints_every_table() -> None:
         "aiohttp.ClientSession",
         "client only: default",
         "middleware + default client",
-        "middleware + direct client",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
     # Every in-process request was answered correctly (the failures column is all zeros).
