@@ -92,7 +92,7 @@ def main() -> None:
         pieces = [chunk.choices[0].text for chunk in stream if chunk.choices]
         print(f"streamed: {''.join(pieces)!r}", flush=True)
         time.sleep(0.1)  # let the last log event flush before the servers stop
-    print('--- the JSON lines above with "event": "completion" are the gateway\'s log events ---')
+    print('--- the JSON lines above with "event":"completion" are the gateway\'s log events ---')
 
 
 if __name__ == "__main__":

@@ -61,6 +61,9 @@ def cache_key(provider: str, request: UpstreamRequest, namespace: str, api_key: 
 
 
 class CacheBackend(Protocol):
+    # A local backend stores inline (it never waits); a remote one in the background.
+    local: bool
+
     async def get(self, key: str) -> bytes | None: ...
 
     async def set(self, key: str, value: bytes, ttl_s: int) -> None: ...
@@ -70,6 +73,8 @@ class CacheBackend(Protocol):
 
 class MemoryCache:
     """An in-process LRU with per-entry expiry, bounded by entry count and total bytes."""
+
+    local = True
 
     def __init__(self, max_entries: int = 10_000, max_bytes: int = 256 * 1024 * 1024) -> None:
         self.max_entries = max_entries
@@ -114,6 +119,8 @@ class RedisCache:
     """Redis shared by replicas. Failures are misses: bounded by ``timeout_s``, logged at
     most every ``warn_every_s``, and after one the backend rests for ``pause_s`` so a dead
     Redis costs requests nothing."""
+
+    local = False
 
     def __init__(
         self, url: str, *, timeout_s: float = 0.1, pause_s: float = 1.0, warn_every_s: float = 10.0

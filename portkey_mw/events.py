@@ -107,18 +107,23 @@ def mask(value: str) -> str:
     return f"{text[:2]}********{text[-3:]}"
 
 
+def _secret(key: object) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
+
+
 def _redact(value: Any) -> Any:
+    """``value`` with secret-named keys masked; the same object when nothing changes."""
     if isinstance(value, Mapping):
-        return {
-            k: (
-                mask(str(v))
-                if isinstance(k, str) and k.lower().replace("-", "_") in SECRET_KEYS and v
-                else _redact(v)
-            )
-            for k, v in value.items()
-        }
+        changed: dict[Any, Any] | None = None
+        for key, item in value.items():
+            new = mask(str(item)) if item and _secret(key) else _redact(item)
+            if new is not item:
+                changed = changed if changed is not None else dict(value)
+                changed[key] = new
+        return value if changed is None else changed
     if isinstance(value, list | tuple):
-        return [_redact(v) for v in value]
+        items = [_redact(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
 
 
@@ -127,4 +132,7 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """A structlog processor that masks secret-named keys anywhere in an event (headers
     dicts, nested options). Add it to your own chain; ``configure_logging`` includes it."""
-    return _redact(event)  # type: ignore[no-any-return]
+    for key, value in event.items():
+        if isinstance(value, Mapping | list | tuple) or (value and _secret(key)):
+            event[key] = mask(str(value)) if _secret(key) and value else _redact(value)
+    return event

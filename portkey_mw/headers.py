@@ -67,9 +67,12 @@ def decode_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]
     return headers
 
 
-def parse_headers(headers: dict[str, str], gateway_keys: tuple[bytes, ...]) -> RequestHeaders:
-    """Validate the ``x-portkey-*`` headers (and the gateway access key, when configured)."""
-    trace_id, parent = _trace(headers)
+def parse_headers(
+    headers: dict[str, str], gateway_keys: tuple[bytes, ...], generated_id: str | None = None
+) -> RequestHeaders:
+    """Validate the ``x-portkey-*`` headers (and the gateway access key, when configured).
+    ``generated_id`` is the trace id to use when the client sent none."""
+    trace_id, parent = _trace(headers, generated_id)
     parsed = RequestHeaders(raw=headers, trace_id=trace_id, parent_span_id=parent)
     parsed.metadata = _metadata(headers.get("x-portkey-metadata"))
     parsed.provider = headers.get("x-portkey-provider", "").strip() or None
@@ -84,7 +87,7 @@ def parse_headers(headers: dict[str, str], gateway_keys: tuple[bytes, ...]) -> R
     return parsed
 
 
-def _trace(headers: dict[str, str]) -> tuple[str, str | None]:
+def _trace(headers: dict[str, str], generated_id: str | None) -> tuple[str, str | None]:
     given = headers.get("x-portkey-trace-id", "").strip()
     parent = None
     traceparent = headers.get("traceparent", "").strip().lower()
@@ -94,7 +97,7 @@ def _trace(headers: dict[str, str]) -> tuple[str, str | None]:
         if not given:
             return match.group(1), parent
     if not given:
-        return str(uuid.uuid4()), None
+        return generated_id or str(uuid.uuid4()), None
     if not _TRACE_ID.match(given):
         raise InvalidRequest(
             "Invalid x-portkey-trace-id: use 1 to 256 visible ASCII characters.",
@@ -243,7 +246,8 @@ def check_custom_host(url: str, allowed: frozenset[str], param: str) -> str:
         or port == -1
         or parts.query
         or parts.fragment
-        or any(ord(c) < 0x21 or ord(c) > 0x7E for c in url)
+        or not (url.isascii() and url.isprintable())
+        or " " in url
     ):
         raise InvalidRequest(
             "Invalid custom host: expected an absolute http(s) URL such as https://host/v1, "

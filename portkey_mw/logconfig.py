@@ -14,6 +14,7 @@ import logging.handlers
 import sys
 from typing import TextIO
 
+import msgspec
 import structlog
 
 from portkey_mw.events import redact_secrets
@@ -36,26 +37,35 @@ def configure_logging(
     file_max_bytes: int = 10 * 1024 * 1024,
     file_backups: int = 5,
 ) -> None:
-    """Configure structlog and stdlib logging to write one line per event."""
+    """Configure structlog and stdlib logging to write one line per event.
+
+    Without ``file``, structlog writes its events straight to ``stream`` (one write per line,
+    no stdlib machinery: ~7x cheaper per event, measured in ``benchmarks/``); other
+    libraries' stdlib records are rendered the same way onto the same stream. With ``file``,
+    events go through stdlib handlers so the file can rotate.
+    """
+    output = stream or sys.stdout
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
+        if json
+        else structlog.dev.ConsoleRenderer()
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    finish: list[structlog.typing.Processor] = [
+        structlog.processors.format_exc_info,
+        redact_secrets,
+        _event_first,
+        renderer,
+    ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            _event_first,
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
     )
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(output)]
     if file is not None:
         handlers.append(
             logging.handlers.RotatingFileHandler(
@@ -73,9 +83,24 @@ def configure_logging(
     root.setLevel(level)
     # httpx logs every upstream call at INFO; the completion event already says it all.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    if file is None:
+        structlog.configure(
+            processors=[*shared, *finish],
+            wrapper_class=structlog.make_filtering_bound_logger(level),
+            logger_factory=structlog.WriteLoggerFactory(output),
+            cache_logger_on_first_use=True,
+        )
+        return
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
+
+
+def _dumps(obj: object, **_: object) -> str:
+    return _ENCODER.encode(obj).decode()

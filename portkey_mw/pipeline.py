@@ -11,7 +11,7 @@ import contextlib
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +102,7 @@ class Pipeline:
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         raw = decode_headers(scope["headers"])
-        trace_id = raw.get("x-portkey-trace-id") or str(uuid.uuid4())
+        trace_id = raw.get("x-portkey-trace-id") or str(uuid.uuid4())  # the request's only uuid
         request = _Request(time.perf_counter(), {"trace_id": trace_id, "span_id": new_span_id()})
         status = 500
         try:
@@ -140,7 +140,7 @@ class Pipeline:
                     param="content-type",
                 )
             body = await read_body(receive, self.settings.max_body_bytes, raw.get("content-length"))
-            headers = parse_headers(raw, self.gateway_keys)
+            headers = parse_headers(raw, self.gateway_keys, log["trace_id"])
             request.trace = self.tracer.start(headers.trace_id, headers.parent_span_id, raw)
             if request.trace.otel_trace_id and "x-portkey-trace-id" not in raw:
                 headers.trace_id = request.trace.otel_trace_id  # one trace id everywhere
@@ -157,8 +157,11 @@ class Pipeline:
             await send_error(send, error, trace_header)
             return error.status
         state = RequestState(params, headers, scope.get("path", ""), request.trace)
-        work = self._route_and_respond(plan, state, send, trace_header, request)
-        return await _until_disconnect(work, receive)
+        return await _until_disconnect(
+            lambda tracked: self._route_and_respond(plan, state, tracked, trace_header, request),
+            receive,
+            send,
+        )
 
     async def _route_and_respond(
         self,
@@ -241,30 +244,39 @@ class Pipeline:
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
 
 
-async def _until_disconnect(work: Coroutine[Any, Any, int], receive: Any) -> int:
-    """Run ``work``; if the client disconnects first, cancel it (closing the upstream call)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+async def _until_disconnect(
+    work: Callable[[Any], Coroutine[Any, Any, int]], receive: Any, send: Any
+) -> int:
+    """Run ``work(send)`` in this task while one watcher task waits for ``http.disconnect``:
+    a client that leaves cancels the work (and with it the upstream call). Disconnects after
+    the response is complete are ignored: servers report one then, and cancelling there would
+    break the clean-up that returns the upstream connection to the pool."""
+    current = asyncio.current_task()
+    assert current is not None
+    state = {"complete": False, "left": False}
+
+    async def tracked_send(message: dict[str, Any]) -> None:
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            state["complete"] = True
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not state["complete"]:
+            state["left"] = True
+            current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work(tracked_send)
     except asyncio.CancelledError:
-        task.cancel()
+        if not state["left"]:
+            raise
+        current.uncancel()
+        raise ClientDisconnected from None
+    finally:
         watcher.cancel()
-        raise
-    if task in done:
-        watcher.cancel()
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    raise ClientDisconnected
-
-
-async def _wait_for_disconnect(receive: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def _iterate(frames: list[bytes]) -> AsyncIterator[bytes]:

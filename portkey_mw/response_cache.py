@@ -56,7 +56,7 @@ class ResponseCache:
             return Lookup(key, ttl, "MISS"), None
         return Lookup(key, ttl, "HIT"), _answer_from(entry)
 
-    def keep(self, lookup: Lookup, answer: Answer) -> None:
+    async def keep(self, lookup: Lookup, answer: Answer) -> None:
         """Store ``answer`` under the lookup's key if it succeeds (streams: once finished)."""
         answer.cache_status = lookup.status
         if not answer.ok:
@@ -71,7 +71,7 @@ class ResponseCache:
                 usage=answer.usage,
                 model=answer.model,
             )
-            self._store(lookup, entry)
+            await self._store(lookup, entry)
 
     async def _tee(
         self, lookup: Lookup, answer: Answer, frames: AsyncIterator[bytes]
@@ -91,9 +91,12 @@ class ResponseCache:
             entry = CachedAnswer(
                 answer.status, answer.headers, frames=kept, usage=answer.usage, model=answer.model
             )
-            self._store(lookup, entry)
+            await self._store(lookup, entry)
 
-    def _store(self, lookup: Lookup, entry: CachedAnswer) -> None:
+    async def _store(self, lookup: Lookup, entry: CachedAnswer) -> None:
+        if self.backend.local:
+            await self.backend.set(lookup.key, encode_entry(entry), lookup.ttl_s)
+            return
         task = asyncio.ensure_future(
             self.backend.set(lookup.key, encode_entry(entry), lookup.ttl_s)
         )

@@ -214,7 +214,7 @@ class Router:
             answer.body = scrub_secrets(answer.body, leaf.target)
         answer.dropped = dropped
         if lookup is not None:
-            self.cache.keep(lookup, answer)
+            await self.cache.keep(lookup, answer)
         return answer
 
 

@@ -77,11 +77,12 @@ class Tracer:
         """The OpenTelemetry tracer when a real SDK provider is set up, else ``None``."""
         if _otel_trace is None or self.mode == "never":
             return None
+        if self._tracer is not None:
+            return self._tracer  # a real provider, once set, is never replaced
         provider = self._provider or _otel_trace.get_tracer_provider()
         if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
-            return None  # the API without an SDK: nothing would record
-        if self._tracer is None or self._provider is None:
-            self._tracer = provider.get_tracer("portkey_mw")
+            return None  # the API without an SDK: nothing would record (yet)
+        self._tracer = provider.get_tracer("portkey_mw")
         return self._tracer
 
     def start(

@@ -3,6 +3,7 @@ and ``portkey-mw serve`` answering /health and completions on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -105,6 +106,7 @@ def test_serve_answers_health_and_completions() -> None:
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
-    lines = [line for line in out.decode().splitlines() if '"event": "completion"' in line]
-    assert lines, out.decode()
-    assert '"status": 400' in lines[0]
+    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    completions = [e for e in events if e.get("event") == "completion"]
+    assert completions, out.decode()
+    assert completions[0]["status"] == 400

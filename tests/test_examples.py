@@ -4,6 +4,7 @@ routes and the gateway, under uvicorn, against the loopback fake provider."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,7 +72,8 @@ def test_demo_runs() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count('"event": "completion",') == 2
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events].count("completion") == 2
     assert "streamed: ' word0 word1 word2'" in result.stdout
 
 

@@ -174,9 +174,15 @@ def rebuild_response(body: Any, ctx: ResponseContext) -> JSONDict:
 _ANY = msgspec.json.Decoder()
 
 
+class _ChoiceView(msgspec.Struct):
+    finish_reason: str | None = None
+
+
 class _UsageView(msgspec.Struct):
+    """Only what the log needs from a relayed chunk: msgspec skips everything else."""
+
     usage: Usage | None = None
-    choices: list[dict[str, Any]] | None = None
+    choices: list[_ChoiceView] | None = None
 
 
 _VIEW = msgspec.json.Decoder(_UsageView)
@@ -214,13 +220,13 @@ class VerbatimStream:
     def _note(self, data: bytes) -> None:
         try:
             view = _VIEW.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, msgspec.ValidationError):
             return
         if view.usage is not None:
             self.usage = view.usage
         for item in view.choices or ():
-            if item.get("finish_reason"):
-                self.finish_reason = str(item["finish_reason"])
+            if item.finish_reason:
+                self.finish_reason = item.finish_reason
 
     def finish(self) -> Iterable[bytes]:
         return ()
