@@ -9,7 +9,8 @@ the operator opts in (``log_prompts``), no prompt or completion text is ever par
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -107,23 +108,37 @@ def mask(value: str) -> str:
     return f"{text[:2]}********{text[-3:]}"
 
 
-def _secret(key: object) -> bool:
-    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
+@lru_cache(maxsize=4096)
+def _secret_name(key: str) -> bool:
+    return key.lower().replace("-", "_") in SECRET_KEYS
 
 
 def _redact(value: Any) -> Any:
     """``value`` with secret-named keys masked; the same object when nothing changes."""
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         changed: dict[Any, Any] | None = None
         for key, item in value.items():
-            new = mask(str(item)) if item and _secret(key) else _redact(item)
+            if item and isinstance(key, str) and _secret_name(key):
+                new: Any = mask(str(item))
+            elif isinstance(item, dict | list):
+                new = _redact(item)
+            else:
+                continue
             if new is not item:
-                changed = changed if changed is not None else dict(value)
+                if changed is None:
+                    changed = dict(value)
                 changed[key] = new
         return value if changed is None else changed
-    if isinstance(value, list | tuple):
-        items = [_redact(v) for v in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, list):
+        out: list[Any] | None = None
+        for index, item in enumerate(value):
+            if isinstance(item, dict | list):
+                new = _redact(item)
+                if new is not item:
+                    if out is None:
+                        out = list(value)
+                    out[index] = new
+        return value if out is None else out
     return value
 
 
@@ -133,6 +148,8 @@ def redact_secrets(
     """A structlog processor that masks secret-named keys anywhere in an event (headers
     dicts, nested options). Add it to your own chain; ``configure_logging`` includes it."""
     for key, value in event.items():
-        if isinstance(value, Mapping | list | tuple) or (value and _secret(key)):
-            event[key] = mask(str(value)) if _secret(key) and value else _redact(value)
+        if value and isinstance(key, str) and _secret_name(key):
+            event[key] = mask(str(value))
+        elif isinstance(value, dict | list):
+            event[key] = _redact(value)
     return event

@@ -7,9 +7,11 @@ shutdown the middleware closes its own upstream client after the host's handlers
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
+from asgiref.sync import markcoroutinefunction
 
 from portkey_mw.asgi import send_error
 from portkey_mw.errors import MethodNotAllowed
@@ -41,25 +43,30 @@ class PortkeyMiddleware:
         self.pipeline = Pipeline(self.settings, http_client, tracer_provider)
         self._path = self.settings.path
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    @markcoroutinefunction
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # Not ``async def``: for pass-through requests the host app's own coroutine is handed
+        # back as it is, so the middleware adds no coroutine frame of its own (measured in
+        # benchmarks/). ``markcoroutinefunction`` keeps servers seeing an ASGI 3 app.
         scope_type = scope["type"]
         if scope_type == "http":
             path = scope["path"]
             if path == self._path or (
                 path.endswith(self._path) and self._relative(scope) == self._path
             ):
-                if scope["method"] == "POST":
-                    await self.pipeline.handle(scope, receive, send)
-                else:
-                    error = MethodNotAllowed(
-                        f"Method {scope['method']} is not allowed on {self._path}; use POST."
-                    )
-                    await send_error(send, error, list(_ALLOW))
-                return
+                return self._intercept(scope, receive, send)
         elif scope_type == "lifespan":
-            await self._lifespan(scope, receive, send)
+            return self._lifespan(scope, receive, send)
+        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+
+    async def _intercept(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["method"] == "POST":
+            await self.pipeline.handle(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        error = MethodNotAllowed(
+            f"Method {scope['method']} is not allowed on {self._path}; use POST."
+        )
+        await send_error(send, error, list(_ALLOW))
 
     @staticmethod
     def _relative(scope: Any) -> str:
