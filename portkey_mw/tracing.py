@@ -71,18 +71,22 @@ class Tracer:
         self.mode = mode
         self._provider = tracer_provider
         self._tracer: Any = None
+        self._resolved = False
 
     @property
     def otel(self) -> Any:
-        """The OpenTelemetry tracer when a real SDK provider is set up, else ``None``."""
+        """The OpenTelemetry tracer when a real SDK provider is set up, else ``None``.
+
+        Resolved once, on the first request (the host sets its provider up at start-up), so
+        a gateway without an SDK pays nothing per request."""
+        if self._resolved:
+            return self._tracer
+        self._resolved = True
         if _otel_trace is None or self.mode == "never":
             return None
-        if self._tracer is not None:
-            return self._tracer  # a real provider, once set, is never replaced
         provider = self._provider or _otel_trace.get_tracer_provider()
-        if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
-            return None  # the API without an SDK: nothing would record (yet)
-        self._tracer = provider.get_tracer("portkey_mw")
+        if not isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+            self._tracer = provider.get_tracer("portkey_mw")
         return self._tracer
 
     def start(
