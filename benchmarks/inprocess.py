@@ -268,14 +268,29 @@ def intercepted_us(
         app = PortkeyMiddleware(_host, http_client=client, allowed_custom_hosts=["127.0.0.1:9"])
         return app, client.aclose
 
+    # The same requests with the simple cache on: after the warm-up every request is a HIT,
+    # answered without an upstream call (the cache-hit path of the cache issue).
+    cached = _scope(
+        "POST",
+        "/v1/completions",
+        [
+            *gateway_headers("http://127.0.0.1:9/instant/v1"),
+            (b"x-portkey-config", b'{"cache": {"mode": "simple", "max_age": 3600}}'),
+        ],
+    )
     cases = [
-        (f"{scenario} {concurrency}", _app_case(make_app, scope, body, concurrency))
-        for scenario, body in (("instant", BODY_JSON), ("stream", BODY_STREAM))
+        (f"{scenario} {concurrency}", _app_case(make_app, case_scope, body, concurrency))
+        for scenario, case_scope, body in (
+            ("instant", scope, BODY_JSON),
+            ("stream", scope, BODY_STREAM),
+            ("cache-hit-instant", cached, BODY_JSON),
+            ("cache-hit-stream", cached, BODY_STREAM),
+        )
         for concurrency in concurrencies
     ]
     rows = _interleaved(cases, total, rounds, warm=max(concurrencies))
     for row in rows:
-        row["scenario"], concurrency = row["what"].split()
+        row["scenario"], concurrency = row["what"].rsplit(maxsplit=1)
         row["concurrency"] = int(concurrency)
     return rows
 

@@ -31,6 +31,8 @@ def test_quick_in_process_run_prints_every_table() -> None:
         "GET /health",
         "httpx.MockTransport upstream",
         "us/request (CPU)",
+        "cache-hit-instant",
+        "cache-hit-stream",
         "upstream clients on loopback",
         "aiohttp.ClientSession",
         "client only: default",
@@ -39,7 +41,9 @@ def test_quick_in_process_run_prints_every_table() -> None:
         assert expected in out, f"{expected!r} missing from:\n{out}"
     # Every in-process request was answered correctly (the failures column is all zeros).
     for line in out.splitlines():
-        if line.startswith(("instant ", "stream ", "aiohttp.", "client only", "middleware +")):
+        if line.startswith(
+            ("instant ", "stream ", "cache-hit-", "aiohttp.", "client only", "middleware +")
+        ):
             assert line.split()[-1] == "0", line
     assert "Traceback" not in done.stderr
 
