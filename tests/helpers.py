@@ -16,6 +16,7 @@ import msgspec
 import uvicorn
 
 from portkey_mw import PortkeyMiddleware
+from portkey_mw.providers.base import Provider, ResponseContext
 
 JSON = msgspec.json.Decoder()
 
@@ -72,6 +73,19 @@ def sse_events(text: str) -> list[Any]:
         if data:
             out.append(data if data == "[DONE]" else JSON.decode(data))
     return out
+
+
+def map_stream(provider: Provider, pieces: list[bytes], context: ResponseContext) -> list[Any]:
+    """Decode and map a provider stream delivered in these pieces, as the relay does (which
+    never passes an upstream ``[DONE]`` on), and return the SSE events the client would get."""
+    decoder, mapper = provider.stream_decoder(), provider.stream_mapper(context)
+    frames: list[bytes] = []
+    events = [event for piece in pieces for event in decoder.feed(piece)]
+    for event, data in [*events, *decoder.close()]:
+        if data != b"[DONE]":
+            frames.extend(mapper.on_event(event, data))
+    frames.extend(mapper.finish())
+    return sse_events(b"".join(frames).decode())
 
 
 def free_port() -> int:

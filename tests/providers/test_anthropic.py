@@ -21,7 +21,7 @@ from portkey_mw import PortkeyMiddleware
 from portkey_mw.providers import REGISTRY
 from portkey_mw.providers.anthropic import wrap_prompt
 from portkey_mw.providers.base import ResponseContext, StreamFailure, Target
-from tests.helpers import gateway, not_found_app, serve, sse_events
+from tests.helpers import gateway, map_stream, not_found_app, serve, sse_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 PROVIDER = REGISTRY["anthropic"]
@@ -43,16 +43,7 @@ def ctx(**params: Any) -> ResponseContext:
 
 
 def run_stream(pieces: list[bytes], context: ResponseContext) -> list[Any]:
-    """Decode and map a stream delivered in these pieces, as the relay does."""
-    decoder, mapper = PROVIDER.stream_decoder(), PROVIDER.stream_mapper(context)
-    frames: list[bytes] = []
-    for piece in pieces:
-        for event, data in decoder.feed(piece):
-            frames.extend(mapper.on_event(event, data))
-    for event, data in decoder.close():
-        frames.extend(mapper.on_event(event, data))
-    frames.extend(mapper.finish())
-    return sse_events(b"".join(frames).decode())
+    return map_stream(PROVIDER, pieces, context)
 
 
 def json_response(name: str, status: int = 200, **headers: str) -> httpx.Response:

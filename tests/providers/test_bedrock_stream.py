@@ -20,7 +20,7 @@ from starlette.routing import Route
 from portkey_mw import PortkeyMiddleware
 from portkey_mw.providers import REGISTRY
 from portkey_mw.providers.base import ResponseContext, StreamFailure
-from tests.helpers import gateway, not_found_app, serve, sse_events
+from tests.helpers import gateway, map_stream, not_found_app, serve, sse_events
 from tests.providers.test_bedrock_wire import (
     KEY_ID,
     SECRET,
@@ -66,15 +66,7 @@ def ctx(model: str, **params: Any) -> ResponseContext:
 
 
 def run_stream(pieces: list[bytes], context: ResponseContext) -> list[Any]:
-    decoder, mapper = PROVIDER.stream_decoder(), PROVIDER.stream_mapper(context)
-    frames: list[bytes] = []
-    for piece in pieces:
-        for event, data in decoder.feed(piece):
-            frames.extend(mapper.on_event(event, data))
-    for event, data in decoder.close():
-        frames.extend(mapper.on_event(event, data))
-    frames.extend(mapper.finish())
-    return sse_events(b"".join(frames).decode())
+    return map_stream(PROVIDER, pieces, context)
 
 
 # --- per family ----------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ def gateway(handler: Any, **settings: Any) -> Any:
     settings["allowed_custom_hosts"] = [*settings.get("allowed_custom_hosts", []), *VENDOR_HOSTS]
     return _gateway(handler, **settings)
 
+
 FIXTURES = Path(__file__).parent / "fixtures" / "compatible"
 FOUNDRY = "https://res.services.ai.azure.com/models"
 
@@ -684,9 +685,12 @@ async def test_client_set_provider_urls_need_an_allowed_host() -> None:
     response = await client.post(
         "/v1/completions",
         json={"model": "m", "prompt": "p"},
-        headers={"x-portkey-provider": "azure-ai", "authorization": "Bearer key",
-                 "x-portkey-azure-foundry-url": "https://evil.services.ai.azure.com/models",
-                 "x-portkey-azure-api-version": "2024-05-01-preview"},
+        headers={
+            "x-portkey-provider": "azure-ai",
+            "authorization": "Bearer key",
+            "x-portkey-azure-foundry-url": "https://evil.services.ai.azure.com/models",
+            "x-portkey-azure-api-version": "2024-05-01-preview",
+        },
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "x-portkey-azure-foundry-url"

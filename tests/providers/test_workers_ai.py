@@ -19,7 +19,7 @@ from starlette.routing import Route
 from portkey_mw import PortkeyMiddleware
 from portkey_mw.providers import REGISTRY
 from portkey_mw.providers.base import ResponseContext, StreamFailure
-from tests.helpers import gateway, not_found_app, serve, sse_events
+from tests.helpers import gateway, map_stream, not_found_app, serve, sse_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "workers_ai"
 PROVIDER = REGISTRY["workers-ai"]
@@ -50,16 +50,7 @@ def answer(request: httpx.Request) -> httpx.Response:
 
 
 def run_stream(pieces: list[bytes], context: ResponseContext) -> list[Any]:
-    decoder, mapper = PROVIDER.stream_decoder(), PROVIDER.stream_mapper(context)
-    frames: list[bytes] = []
-    for piece in pieces:
-        for event, data in decoder.feed(piece):
-            if data != b"[DONE]":  # the relay never passes [DONE] on
-                frames.extend(mapper.on_event(event, data))
-    for event, data in decoder.close():
-        frames.extend(mapper.on_event(event, data))
-    frames.extend(mapper.finish())
-    return sse_events(b"".join(frames).decode())
+    return map_stream(PROVIDER, pieces, context)
 
 
 # --- request mapping -------------------------------------------------------------------------
