@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 
@@ -41,6 +40,7 @@ from portkey_mw.providers.base import (
     choice,
     completion,
     map_finish_reason,
+    model_path,
 )
 from portkey_mw.streaming import completion_frames
 
@@ -97,11 +97,7 @@ PARAMS: ParamTable = {
 
 
 def _path(_target: Target, params: Params) -> str:
-    model = params.get("model")
-    segments = model.split("/") if isinstance(model, str) else [""]
-    if any(segment in ("", ".", "..") for segment in segments):
-        raise InvalidRequest(f"Invalid model for AI21: {model!r}.", param="model")
-    return "/" + "/".join(quote(segment, safe="") for segment in segments) + "/complete"
+    return model_path(params, "AI21") + "/complete"
 
 
 def _token_text(token: Any) -> str:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+from urllib.parse import quote
 
 import msgspec
 
@@ -312,6 +313,16 @@ def require_option(target: Target, name: str) -> str:
         f"'{name}' on the config target or virtual key.",
         param=header,
     )
+
+
+def model_path(params: Params, provider: str, keep: str = "") -> str:
+    """The request's model as URL path segments (``/a/b``), each percent-encoded (``keep``:
+    characters left as they are); an empty, ``.`` or ``..`` segment is a 400 on ``model``."""
+    model = params.get("model")
+    segments = model.split("/") if isinstance(model, str) else [""]
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise InvalidRequest(f"Invalid model for {provider}: {model!r}.", param="model")
+    return "/" + "/".join(quote(segment, safe=keep) for segment in segments)
 
 
 def encode_chunk(chunk: Mapping[str, Any]) -> bytes:

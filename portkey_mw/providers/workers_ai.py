@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from portkey_mw.errors import ErrorDetail, InvalidRequest
+from portkey_mw.errors import ErrorDetail
 from portkey_mw.providers._openai_compatible import bearer_auth, map_compatible_error
 from portkey_mw.providers.base import (
     DROP,
@@ -35,6 +35,7 @@ from portkey_mw.providers.base import (
     choice,
     completion,
     map_finish_reason,
+    model_path,
     require_option,
     text_chunk,
     usage_chunk,
@@ -73,11 +74,7 @@ def _base(target: Target) -> str:
 
 
 def _path(_target: Target, params: Params) -> str:
-    model = params.get("model")
-    segments = model.split("/") if isinstance(model, str) else [""]
-    if any(segment in ("", ".", "..") for segment in segments):
-        raise InvalidRequest(f"Invalid model for Workers AI: {model!r}.", param="model")
-    return "/" + "/".join(quote(segment, safe="@") for segment in segments)
+    return model_path(params, "Workers AI", keep="@")  # Cloudflare ids look like @cf/meta/...
 
 
 def _finish_reason(raw: Any, usage: Usage | None, params: Params) -> str:
