@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,19 +43,17 @@ class RequestHeaders:
     forward_headers: tuple[str, ...] | None = None
     cache_force_refresh: bool = False
 
-    def options_for(
-        self, option_names: Iterable[str], aliases: Mapping[str, tuple[str, ...]]
-    ) -> dict[str, str]:
-        """Provider options sent as ``x-portkey-<kebab-case>`` headers (or their aliases)."""
+    def options_for(self, option_headers: Iterable[tuple[str, tuple[str, ...]]]) -> dict[str, str]:
+        """Provider options sent as ``x-portkey-<kebab-case>`` headers (or their aliases):
+        ``option_headers`` is the provider's ``(option, headers)`` table."""
         found: dict[str, str] = {}
-        for name in option_names:
-            value = self.raw.get("x-portkey-" + name.replace("_", "-"))
-            for alias in aliases.get(name, ()):
+        raw = self.raw
+        for name, headers in option_headers:
+            for header in headers:
+                value = raw.get(header)
                 if value:
+                    found[name] = value
                     break
-                value = self.raw.get(alias)
-            if value:
-                found[name] = value
         return found
 
 
@@ -232,6 +231,15 @@ def forwardable(names: Iterable[str]) -> tuple[str, ...]:
 
 def check_custom_host(url: str, allowed: frozenset[str], param: str) -> str:
     """A custom host the operator allows, or a 400. Never lets a client pick arbitrary URLs."""
+    checked = _allowed_host(url, allowed)
+    if isinstance(checked, str):
+        return checked
+    raise InvalidRequest(checked[0], param=param)
+
+
+@lru_cache(maxsize=1024)
+def _allowed_host(url: str, allowed: frozenset[str]) -> str | tuple[str]:
+    """The normalised URL, or ``(refusal message,)`` (cached: clients repeat their hosts)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     try:
@@ -249,17 +257,15 @@ def check_custom_host(url: str, allowed: frozenset[str], param: str) -> str:
         or not (url.isascii() and url.isprintable())
         or " " in url
     ):
-        raise InvalidRequest(
+        return (
             "Invalid custom host: expected an absolute http(s) URL such as https://host/v1, "
             "without credentials, query or fragment.",
-            param=param,
         )
     netloc = f"{host}:{port}" if port is not None else host
     if host not in allowed and netloc not in allowed:
-        raise InvalidRequest(
+        return (
             f"Custom host '{host}' is not allowed on this gateway; the operator must list it "
             "in allowed_custom_hosts.",
-            param=param,
         )
     return url.rstrip("/")
 

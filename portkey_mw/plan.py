@@ -145,7 +145,7 @@ class Planner:
         elif headers.provider is not None:
             provider = self.provider(headers.provider, "x-portkey-provider")
             options = {
-                **headers.options_for(provider.option_names, provider.header_aliases),
+                **headers.options_for(provider.option_headers),
                 **root.provider_options,
             }
             trusted = {}

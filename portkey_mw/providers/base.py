@@ -229,6 +229,16 @@ class Provider:
     # Adjusts the transformed body after the table ran (e.g. Anthropic's required fields).
     finalize_body: Callable[[JSONDict, Params], JSONDict] | None = None
 
+    # Each option with the request headers that may carry it, in order (computed once).
+    option_headers: tuple[tuple[str, tuple[str, ...]], ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        table = tuple(
+            (name, ("x-portkey-" + name.replace("_", "-"), *self.header_aliases.get(name, ())))
+            for name in self.option_names
+        )
+        object.__setattr__(self, "option_headers", table)
+
     def build_request(self, target: Target, params: Params) -> tuple[UpstreamRequest, list[str]]:
         """Transform params into the upstream request; also returns the dropped param names."""
         body, dropped = apply_table(self.params, params)
