@@ -114,11 +114,6 @@ class UpstreamUnavailable(GatewayError):
     error_type = "upstream_error"
 
 
-def error_json(status_error: GatewayError) -> bytes:
-    """Encode an error as the JSON body a client receives."""
-    return status_error.encode()
-
-
 def encode_json(value: Any) -> bytes:
     """Compact JSON (msgspec) for response bodies built by the gateway."""
     return _ENCODER.encode(value)

@@ -324,4 +324,4 @@ def _portkey_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-__all__ = ["LOGGER", "Pipeline"]
+__all__ = ["Pipeline"]

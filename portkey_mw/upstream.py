@@ -10,6 +10,7 @@ address or a secret.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from portkey_mw.providers.base import (
     StreamMapper,
     UpstreamRequest,
     Usage,
+    usage_from,
 )
 from portkey_mw.settings import Settings
 
@@ -190,13 +192,7 @@ async def _read(
     stream: bool,
 ) -> Answer:
     headers = relayable(response.raw_headers)
-    ctx = ResponseContext(
-        provider=ctx.provider,
-        params=ctx.params,
-        status=response.status,
-        headers=response.headers,
-        strict=ctx.strict,
-    )
+    ctx = dataclasses.replace(ctx, status=response.status, headers=response.headers)
     if not 200 <= response.status < 300:
         raw = await _read_capped(response, _MAX_ERROR_BYTES)
         answer = _error_answer(raw, response, ctx, reading.map_error)
@@ -271,14 +267,8 @@ def _json_answer(raw: bytes, ctx: ResponseContext, map_response: Any) -> Answer:
 def _usage_of(body: Any) -> tuple[Usage | None, str | None]:
     if not isinstance(body, dict):
         return None, None
-    model = body.get("model") if isinstance(body.get("model"), str) else None
-    raw = body.get("usage")
-    if isinstance(raw, dict):
-        try:
-            return msgspec.convert(raw, Usage), model
-        except msgspec.ValidationError:
-            return None, model
-    return None, model
+    model = body.get("model")
+    return usage_from(body.get("usage")), model if isinstance(model, str) else None
 
 
 async def _open_stream(

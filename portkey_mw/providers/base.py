@@ -128,7 +128,6 @@ class ResponseContext:
     params: Params
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
-    strict: bool = True
     clock: Callable[[], float] = time.time
     new_id: Callable[[], str] = field(default=lambda: f"cmpl-{uuid.uuid4().hex}")
 
