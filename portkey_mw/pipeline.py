@@ -10,14 +10,13 @@ import asyncio
 import contextlib
 import time
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import msgspec
-import structlog
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from portkey_mw.asgi import ClientDisconnected, read_body, send_bytes, send_error
 from portkey_mw.cache import make_cache
@@ -40,7 +39,7 @@ from portkey_mw.routing import Outcome, RequestState, Router
 from portkey_mw.schema import decode_body
 from portkey_mw.settings import Settings
 from portkey_mw.streaming import completion_frames
-from portkey_mw.tracing import RequestTrace, Tracer, new_span_id
+from portkey_mw.tracing import RequestTrace, Tracer, new_span_id, new_trace_id
 from portkey_mw.upstream import make_client
 
 _DONE = b"data: [DONE]\n\n"
@@ -102,12 +101,13 @@ class Pipeline:
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         raw = decode_headers(scope["headers"])
-        trace_id = raw.get("x-portkey-trace-id") or str(uuid.uuid4())  # the request's only uuid
+        trace_id = raw.get("x-portkey-trace-id") or new_trace_id()
         request = _Request(time.perf_counter(), {"trace_id": trace_id, "span_id": new_span_id()})
         status = 500
+        # Your own log lines carry the trace id while the request runs (reset afterwards).
+        tokens = bind_contextvars(trace_id=trace_id)
         try:
-            with structlog.contextvars.bound_contextvars(trace_id=request.log["trace_id"]):
-                status = await self._handle(scope, receive, send, raw, request)
+            status = await self._handle(scope, receive, send, raw, request)
         except ClientDisconnected:
             status = 499
             request.log["error_type"] = "client_disconnected"
@@ -116,6 +116,7 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 await send_error(send, _INTERNAL, [])
         finally:
+            reset_contextvars(**tokens)
             log = request.log
             log["latency_ms"] = round((time.perf_counter() - request.started) * 1000, 3)
             if request.trace is not None:
@@ -141,12 +142,15 @@ class Pipeline:
                 )
             body = await read_body(receive, self.settings.max_body_bytes, raw.get("content-length"))
             headers = parse_headers(raw, self.gateway_keys, log["trace_id"])
-            request.trace = self.tracer.start(headers.trace_id, headers.parent_span_id, raw)
+            request.trace = self.tracer.start(
+                headers.trace_id, headers.parent_span_id, raw, log["span_id"]
+            )
             if request.trace.otel_trace_id and "x-portkey-trace-id" not in raw:
                 headers.trace_id = request.trace.otel_trace_id  # one trace id everywhere
-            log["trace_id"] = headers.trace_id
-            trace_header = [(b"x-portkey-trace-id", headers.trace_id.encode("latin-1"))]
-            structlog.contextvars.bind_contextvars(trace_id=headers.trace_id)
+            if headers.trace_id != log["trace_id"]:  # from traceparent or OpenTelemetry
+                log["trace_id"] = headers.trace_id
+                trace_header = [(b"x-portkey-trace-id", headers.trace_id.encode("latin-1"))]
+                bind_contextvars(trace_id=headers.trace_id)
             describe_request(log, headers, request.trace)
             params = decode_body(body)
             describe_params(log, params, headers, self.settings)

@@ -21,12 +21,12 @@ from portkey_mw.events import LOGGER, mask
 from portkey_mw.fanout import fan_out_needed, run_fanned_out
 from portkey_mw.headers import RequestHeaders, check_upstream_headers
 from portkey_mw.plan import Branch, Leaf, Node
-from portkey_mw.providers.base import ResponseContext, Target, UpstreamRequest
+from portkey_mw.providers.base import Target, UpstreamRequest
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.schema import validate_params
 from portkey_mw.settings import Settings
 from portkey_mw.tracing import RequestTrace, Tracer, attempt_done
-from portkey_mw.upstream import Answer, Reading, gateway_answer, send_attempt
+from portkey_mw.upstream import Answer, gateway_answer, send_attempt
 
 DEFAULT_RETRY_CODES = frozenset({429, 500, 502, 503, 504})
 
@@ -196,20 +196,22 @@ class Router:
             if hit is not None:
                 hit.dropped = dropped
                 return hit
-        ctx = ResponseContext(provider=provider.name, params=params)
-        model = params.get("model") if isinstance(params.get("model"), str) else None
-        with self.tracer.attempt(state.trace, provider.name, model) as span:
-            request.headers.update(state.trace.upstream_headers(span))
-            reading = Reading(
-                provider.map_response,
-                provider.map_error,
-                provider.stream_decoder(),
-                provider.stream_mapper(ctx) if request.stream else None,
-            )
+        model = params.get("model")
+        trace = state.trace
+        span = self.tracer.start_attempt(
+            trace, provider.name, model if isinstance(model, str) else None
+        )
+        if span is not None or trace.propagate:
+            request.headers.update(trace.upstream_headers(span))
+        try:
             answer = await send_attempt(
-                self.client, request, ctx, self.settings, reading, leaf.timeout_ms
+                self.client, request, provider, params, self.settings, leaf.timeout_ms
             )
-            attempt_done(span, answer.status, answer.model, answer.usage)
+        except BaseException:
+            if span is not None:
+                span.end()
+            raise
+        attempt_done(span, answer.status, answer.model, answer.usage)
         if not answer.ok and answer.body:
             answer.body = scrub_secrets(answer.body, leaf.target)
         answer.dropped = dropped

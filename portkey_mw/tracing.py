@@ -10,10 +10,9 @@ own trace id, ``"never"`` sends nothing.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,23 @@ _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def new_span_id() -> str:
-    return secrets.token_hex(8)
+    # Trace and span ids must be unique, not secret: OpenTelemetry's SDK draws them from
+    # ``random`` too. ``secrets`` would cost a getrandom() syscall per id.
+    return f"{_getrandbits(64) or 1:016x}"
+
+
+def new_trace_id() -> str:
+    """A random UUID (version 4) as text, without the syscall ``uuid.uuid4`` makes."""
+    bits = (_getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# The module-level functions of ``random`` are re-seeded in a forked child, so two worker
+# processes never draw the same ids.
+_getrandbits = random.getrandbits
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def _w3c_trace_id(trace_id: str) -> str | None:
@@ -90,11 +105,17 @@ class Tracer:
         return self._tracer
 
     def start(
-        self, trace_id: str, parent_span_id: str | None, headers: Mapping[str, str]
+        self,
+        trace_id: str,
+        parent_span_id: str | None,
+        headers: Mapping[str, str],
+        span_id: str | None = None,
     ) -> RequestTrace:
         tracestate = headers.get("tracestate") or None
         propagate = self.mode == "always" or (self.mode == "auto" and parent_span_id is not None)
-        trace = RequestTrace(trace_id, new_span_id(), parent_span_id, propagate, tracestate)
+        trace = RequestTrace(
+            trace_id, span_id or new_span_id(), parent_span_id, propagate, tracestate
+        )
         tracer = self.otel
         if tracer is not None:
             context = _otel_extract(dict(headers))
@@ -110,15 +131,14 @@ class Tracer:
                 span.end()
         return trace
 
-    @contextmanager
-    def attempt(self, trace: RequestTrace, provider: str, model: str | None) -> Iterator[Any]:
-        """A CLIENT span per upstream attempt (or ``None`` without OpenTelemetry)."""
+    def start_attempt(self, trace: RequestTrace, provider: str, model: str | None) -> Any:
+        """A CLIENT span per upstream attempt, or ``None`` without OpenTelemetry; the caller
+        ends it (:func:`attempt_done`)."""
         tracer = self.otel
         if trace.otel_span is None or tracer is None:
-            yield None
-            return
+            return None
         context = _otel_trace.set_span_in_context(trace.otel_span)
-        span = tracer.start_span(
+        return tracer.start_span(
             f"text_completion {model or ''}".strip(),
             context=context,
             kind=_otel_trace.SpanKind.CLIENT,
@@ -128,10 +148,6 @@ class Tracer:
                 **({"gen_ai.request.model": model} if model else {}),
             },
         )
-        try:
-            yield span
-        finally:
-            span.end()
 
     def finish(self, trace: RequestTrace, status: int, fields: Mapping[str, Any]) -> None:
         span = trace.otel_span
@@ -153,6 +169,7 @@ class Tracer:
 
 
 def attempt_done(span: Any, status: int, model: str | None, usage: Any) -> None:
+    """Record an attempt's outcome on its span and end it."""
     if span is None:
         return
     span.set_attribute("http.response.status_code", status)
@@ -161,3 +178,4 @@ def attempt_done(span: Any, status: int, model: str | None, usage: Any) -> None:
     if usage is not None:
         span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+    span.end()

@@ -10,7 +10,6 @@ address or a secret.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from portkey_mw.errors import (
 )
 from portkey_mw.framing import FrameDecoder
 from portkey_mw.providers.base import (
+    Provider,
     ResponseContext,
     ResponseUnreadable,
     StreamFailure,
@@ -123,22 +123,12 @@ def gateway_answer(error: GatewayError) -> Answer:
     return Answer(error.status, headers, error.encode(), error_type=error.error_type)
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """How to read one provider's answers: JSON mapping, error mapping, stream decoding."""
-
-    map_response: Any
-    map_error: Any
-    decoder: FrameDecoder
-    mapper: StreamMapper | None
-
-
 async def send_attempt(
     client: UpstreamClient,
     request: UpstreamRequest,
-    ctx: ResponseContext,
+    provider: Provider,
+    params: Mapping[str, Any],
     settings: Settings,
-    reading: Reading,
     timeout_ms: int | None,
 ) -> Answer:
     """Send one request; the deadline (``timeout_ms``) covers a whole JSON answer, or a
@@ -149,14 +139,14 @@ async def send_attempt(
         if timeout_ms:
             async with asyncio.timeout(timeout_ms / 1000):
                 response = await client.post(request.url, request.headers, request.body)
-                answer = await _read(response, ctx, settings, reading, request.stream)
+                answer = await _read(response, provider, params, settings, request.stream)
         else:
             response = await client.post(request.url, request.headers, request.body)
-            answer = await _read(response, ctx, settings, reading, request.stream)
+            answer = await _read(response, provider, params, settings, request.stream)
     except BaseException as exc:  # noqa: BLE001 - closed, then mapped or re-raised by _failure
         if response is not None:
             await response.aclose()
-        answer = gateway_answer(_failure(exc, ctx.provider, timeout_ms))
+        answer = gateway_answer(_failure(exc, provider.name, timeout_ms))
     answer.upstream_ms = (time.perf_counter() - started) * 1000
     return answer
 
@@ -186,23 +176,25 @@ def _failure(exc: BaseException, provider: str, timeout_ms: int | None) -> Gatew
 
 async def _read(
     response: UpstreamResponse,
-    ctx: ResponseContext,
+    provider: Provider,
+    params: Mapping[str, Any],
     settings: Settings,
-    reading: Reading,
     stream: bool,
 ) -> Answer:
     headers = relayable(response.raw_headers)
-    ctx = dataclasses.replace(ctx, status=response.status, headers=response.headers)
+    ctx = ResponseContext(provider.name, params, response.status, response.headers)
     if not 200 <= response.status < 300:
         raw = await _read_capped(response, _MAX_ERROR_BYTES)
-        answer = _error_answer(raw, response, ctx, reading.map_error)
+        answer = _error_answer(raw, response, ctx, provider.map_error)
         answer.headers = headers
         return answer
-    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if stream and reading.mapper is not None and media != "application/json":
-        return await _open_stream(response, headers, reading.decoder, reading.mapper)
+    if stream:
+        media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        mapper = provider.stream_mapper(ctx) if media != "application/json" else None
+        if mapper is not None:
+            return await _open_stream(response, headers, provider.stream_decoder(), mapper)
     raw = await _read_capped(response, settings.max_response_bytes)
-    answer = _json_answer(raw, ctx, reading.map_response)
+    answer = _json_answer(raw, ctx, provider.map_response)
     answer.headers = headers
     return answer
 
