@@ -9,8 +9,7 @@ the operator opts in (``log_prompts``), no prompt or completion text is ever par
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from functools import lru_cache
+from collections.abc import KeysView, MutableMapping
 from typing import Any
 
 import msgspec
@@ -108,35 +107,49 @@ def mask(value: str) -> str:
     return f"{text[:2]}********{text[-3:]}"
 
 
-@lru_cache(maxsize=4096)
-def _secret_name(key: str) -> bool:
-    return key.lower().replace("-", "_") in SECRET_KEYS
+# Names met before that are not secrets' names (bounded: keys can be anything). Set
+# difference against it finds the names to check in C, so an event of known names costs
+# no Python call per key.
+_PLAIN_NAMES: set[str] = set()
+_CONTAINERS = (dict, list)
+
+
+def _secret_names(keys: KeysView[Any]) -> list[str]:
+    found: list[str] = []
+    if _PLAIN_NAMES.issuperset(keys):
+        return found
+    for key in keys - _PLAIN_NAMES:
+        if not isinstance(key, str):
+            continue
+        if key.lower().replace("-", "_") in SECRET_KEYS:
+            found.append(key)
+        elif len(_PLAIN_NAMES) < 4096:
+            _PLAIN_NAMES.add(key)
+    return found
 
 
 def _redact(value: Any) -> Any:
     """``value`` with secret-named keys masked; the same object when nothing changes."""
     if isinstance(value, dict):
         changed: dict[Any, Any] | None = None
+        for key in _secret_names(value.keys()):
+            if value[key]:
+                changed = changed if changed is not None else dict(value)
+                changed[key] = mask(str(value[key]))
         for key, item in value.items():
-            if item and isinstance(key, str) and _secret_name(key):
-                new: Any = mask(str(item))
-            elif isinstance(item, dict | list):
+            if isinstance(item, _CONTAINERS) and (changed is None or changed[key] is item):
                 new = _redact(item)
-            else:
-                continue
-            if new is not item:
-                if changed is None:
-                    changed = dict(value)
-                changed[key] = new
+                if new is not item:
+                    changed = changed if changed is not None else dict(value)
+                    changed[key] = new
         return value if changed is None else changed
     if isinstance(value, list):
         out: list[Any] | None = None
         for index, item in enumerate(value):
-            if isinstance(item, dict | list):
+            if isinstance(item, _CONTAINERS):
                 new = _redact(item)
                 if new is not item:
-                    if out is None:
-                        out = list(value)
+                    out = out if out is not None else list(value)
                     out[index] = new
         return value if out is None else out
     return value
@@ -147,9 +160,10 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """A structlog processor that masks secret-named keys anywhere in an event (headers
     dicts, nested options). Add it to your own chain; ``configure_logging`` includes it."""
+    for key in _secret_names(event.keys()):
+        if event[key]:
+            event[key] = mask(str(event[key]))
     for key, value in event.items():
-        if value and isinstance(key, str) and _secret_name(key):
-            event[key] = mask(str(value))
-        elif isinstance(value, dict | list):
+        if isinstance(value, _CONTAINERS):
             event[key] = _redact(value)
     return event

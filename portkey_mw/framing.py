@@ -39,12 +39,29 @@ class SSEDecoder:
         buffer = self._buffer + chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events: list[Event] = []
+        if not self._data and self._event is None:
+            buffer = self._whole_events(buffer, events)
         lines = buffer.split(b"\n")
         self._buffer = lines.pop()
-        events: list[Event] = []
         for line in lines:
             self._line(line, events)
         return events
+
+    @staticmethod
+    def _whole_events(buffer: bytes, events: list[Event]) -> bytes:
+        """The fast path for what providers actually send: events of one ``data: `` line
+        each, split at blank lines without a Python call per line. Stops at the first event
+        of any other shape and returns the rest for the line parser."""
+        parts = buffer.split(b"\n\n")
+        last = len(parts) - 1
+        for index in range(last):
+            part = parts[index]
+            if part.startswith(b"data: ") and b"\n" not in part:
+                events.append((None, part[6:]))
+            else:
+                return b"\n\n".join(parts[index:])
+        return parts[last]
 
     def close(self) -> list[Event]:
         events: list[Event] = []

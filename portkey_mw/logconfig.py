@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
-from typing import TextIO
+import time
+from typing import Any, TextIO
 
 import msgspec
 import structlog
@@ -26,6 +27,57 @@ def _event_first(
     """Put ``timestamp``, ``level`` and ``event`` first so lines read well in a terminal."""
     head = {k: event.pop(k) for k in ("timestamp", "level", "event") if k in event}
     return {**head, **event}
+
+
+_second_text: list[tuple[int, str]] = [(-1, "")]
+
+
+def _utc_now_iso() -> str:
+    """``2026-11-30T04:26:48.953414Z``: the text of the current second is made once per
+    second (a quarter of the cost of ``datetime.now().isoformat()`` per event)."""
+    now = time.time()
+    second = int(now)
+    cached = _second_text[0]
+    if cached[0] != second:
+        cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        _second_text[0] = cached
+    return f"{cached[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
+def add_timestamp(
+    logger: object, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Like ``TimeStamper(fmt="iso", utc=True)``, always with microseconds."""
+    event["timestamp"] = _utc_now_iso()
+    return event
+
+
+_METHOD_LEVELS = {"warn": "warning", "exception": "error"}
+
+
+def _one_pass(renderer: structlog.typing.Processor) -> structlog.typing.Processor:
+    """The whole chain of the direct path in one processor: contextvars, level, timestamp,
+    exception text, redaction, key order, rendering. One call per event instead of seven
+    (the completion event is on every request's path)."""
+    merge = structlog.contextvars.merge_contextvars
+    format_exc = structlog.processors.format_exc_info
+
+    def process(logger: object, method: str, event: structlog.typing.EventDict) -> Any:
+        event = merge(logger, method, event)
+        if "exc_info" in event:
+            event = format_exc(logger, method, event)
+        redact_secrets(logger, method, event)
+        line = {
+            "timestamp": _utc_now_iso(),
+            "level": _METHOD_LEVELS.get(method, method),
+            "event": event.pop("event", None),
+        }
+        event.pop("timestamp", None)
+        event.pop("level", None)
+        line.update(event)
+        return renderer(logger, method, line)
+
+    return process
 
 
 def configure_logging(
@@ -53,7 +105,7 @@ def configure_logging(
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_timestamp,
     ]
     finish: list[structlog.typing.Processor] = [
         structlog.processors.format_exc_info,
@@ -85,7 +137,7 @@ def configure_logging(
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     if file is None:
         structlog.configure(
-            processors=[*shared, *finish],
+            processors=[_one_pass(renderer)],
             wrapper_class=structlog.make_filtering_bound_logger(level),
             logger_factory=structlog.WriteLoggerFactory(output),
             cache_logger_on_first_use=True,

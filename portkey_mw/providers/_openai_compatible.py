@@ -188,6 +188,16 @@ class _UsageView(msgspec.Struct):
 _VIEW = msgspec.json.Decoder(_UsageView)
 
 
+def _may_carry_news(data: bytes) -> bool:
+    """False only for a chunk that surely has no usage and no finish reason (every
+    ``finish_reason`` is ``null``): most chunks of a stream, skipped without decoding them.
+    Any other spelling is decoded, so nothing is missed."""
+    if b'"usage"' in data:
+        return True
+    reasons = data.count(b'"finish_reason"')
+    return reasons > 0 and reasons != data.count(b'"finish_reason":null')
+
+
 def _stream_error(data: bytes) -> StreamFailure | None:
     if b'"error"' not in data:
         return None
@@ -212,7 +222,8 @@ class VerbatimStream:
         failure = _stream_error(data)
         if failure is not None:
             raise failure
-        self._note(data)
+        if _may_carry_news(data):
+            self._note(data)
         if event is not None:
             return (b"event: " + event.encode() + b"\ndata: " + data + b"\n\n",)
         return (b"data: " + data + b"\n\n",)
