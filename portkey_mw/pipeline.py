@@ -6,11 +6,10 @@ response (unless the client left) and emits exactly one ``completion`` event.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 from portkey_mw.asgi import ClientDisconnected, read_body, send_bytes, send_error
 from portkey_mw.cache import make_cache
 from portkey_mw.clients import UpstreamClient
+from portkey_mw.disconnect import DisconnectWatch
 from portkey_mw.errors import ErrorBody, ErrorDetail, GatewayError, UnsupportedMediaType
 from portkey_mw.events import LOGGER, emit_completion
 from portkey_mw.headers import decode_headers, parse_headers
@@ -74,6 +74,7 @@ class Pipeline:
         self._client: UpstreamClient | None = None
         self._router: Router | None = None
         self.tracer = Tracer(settings.propagate_trace_context, tracer_provider)
+        self.watch = DisconnectWatch()
         self.cache = ResponseCache(
             make_cache(
                 settings.cache_url,
@@ -161,7 +162,7 @@ class Pipeline:
             await send_error(send, error, trace_header)
             return error.status
         state = RequestState(params, headers, scope.get("path", ""), request.trace)
-        return await _until_disconnect(
+        return await self.watch.run(
             lambda tracked: self._route_and_respond(plan, state, tracked, trace_header, request),
             receive,
             send,
@@ -246,41 +247,6 @@ class Pipeline:
                 {"type": "http.response.body", "body": _error_frame(broken), "more_body": True}
             )
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
-
-
-async def _until_disconnect(
-    work: Callable[[Any], Coroutine[Any, Any, int]], receive: Any, send: Any
-) -> int:
-    """Run ``work(send)`` in this task while one watcher task waits for ``http.disconnect``:
-    a client that leaves cancels the work (and with it the upstream call). Disconnects after
-    the response is complete are ignored: servers report one then, and cancelling there would
-    break the clean-up that returns the upstream connection to the pool."""
-    current = asyncio.current_task()
-    assert current is not None
-    state = {"complete": False, "left": False}
-
-    async def tracked_send(message: dict[str, Any]) -> None:
-        await send(message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            state["complete"] = True
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not state["complete"]:
-            state["left"] = True
-            current.cancel()
-
-    watcher = asyncio.ensure_future(watch())
-    try:
-        return await work(tracked_send)
-    except asyncio.CancelledError:
-        if not state["left"]:
-            raise
-        current.uncancel()
-        raise ClientDisconnected from None
-    finally:
-        watcher.cancel()
 
 
 async def _iterate(frames: list[bytes]) -> AsyncIterator[bytes]:
