@@ -54,15 +54,14 @@ class PortkeyMiddleware:
             if path == self._path or (
                 path.endswith(self._path) and self._relative(scope) == self._path
             ):
-                return self._intercept(scope, receive, send)
+                if scope["method"] == "POST":
+                    return self.pipeline.handle(scope, receive, send)
+                return self._not_allowed(scope, send)
         elif scope_type == "lifespan":
             return self._lifespan(scope, receive, send)
         return self.app(scope, receive, send)  # type: ignore[no-any-return]
 
-    async def _intercept(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["method"] == "POST":
-            await self.pipeline.handle(scope, receive, send)
-            return
+    async def _not_allowed(self, scope: Any, send: Any) -> None:
         error = MethodNotAllowed(
             f"Method {scope['method']} is not allowed on {self._path}; use POST."
         )

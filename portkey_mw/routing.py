@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,17 +74,19 @@ class Router:
         self.tracer = tracer
         self.rng = rng or random.Random()
 
-    async def run(self, node: Node, state: RequestState) -> Outcome:
-        if isinstance(node, Leaf):
-            return await self._leaf(node, state)
-        mode = node.strategy.mode
-        if mode == "fallback":
-            return await self._fallback(node, state)
-        if mode == "loadbalance":
-            return await self.run(node.children[self._pick(node.weights)], state)
-        if mode == "conditional":
-            return await self.run(self._condition(node, state), state)
-        return await self.run(node.children[0], state)
+    def run(self, node: Node, state: RequestState) -> Coroutine[Any, Any, Outcome]:
+        """The walk of ``node`` (not ``async`` itself: choosing a child adds no frame)."""
+        while isinstance(node, Branch):
+            mode = node.strategy.mode
+            if mode == "fallback":
+                return self._fallback(node, state)
+            if mode == "loadbalance":
+                node = node.children[self._pick(node.weights)]
+            elif mode == "conditional":
+                node = self._condition(node, state)
+            else:
+                node = node.children[0]
+        return self._leaf(node, state)
 
     async def _fallback(self, node: Branch, state: RequestState) -> Outcome:
         codes = node.strategy.on_status_codes

@@ -234,17 +234,35 @@ def _error_answer(
     )
 
 
+class _Summary(msgspec.Struct):
+    """What the log needs from a relayed answer: msgspec checks the whole document is JSON
+    but builds only these two fields (a long completion's text is never materialised)."""
+
+    model: Any = None
+    usage: Any = None
+
+
+_SUMMARY = msgspec.json.Decoder(_Summary)
+
+
 def _json_answer(raw: bytes, ctx: ResponseContext, map_response: Any) -> Answer:
+    if map_response is None:  # relayed as it came
+        try:
+            summary = _SUMMARY.decode(raw)
+        except msgspec.ValidationError:  # not an object (maybe not even JSON): check all of it
+            try:
+                _ANY.decode(raw)
+            except msgspec.DecodeError:
+                raise _not_json(ctx) from None
+            return Answer(ctx.status, body=raw)
+        except msgspec.DecodeError:
+            raise _not_json(ctx) from None
+        model = summary.model if isinstance(summary.model, str) else None
+        return Answer(ctx.status, body=raw, usage=usage_from(summary.usage), model=model)
     try:
         decoded = _ANY.decode(raw)
     except msgspec.DecodeError:
-        raise UpstreamUnavailable(
-            f"Provider '{ctx.provider}' sent an answer that is not valid JSON.",
-            code="upstream_unreadable",
-        ) from None
-    if map_response is None:
-        usage, model = _usage_of(decoded)
-        return Answer(ctx.status, body=raw, usage=usage, model=model)
+        raise _not_json(ctx) from None
     try:
         mapped = map_response(decoded, ctx)
     except ResponseUnreadable as exc:
@@ -254,6 +272,13 @@ def _json_answer(raw: bytes, ctx: ResponseContext, map_response: Any) -> Answer:
         ) from None
     usage, model = _usage_of(mapped)
     return Answer(ctx.status, body=encode_json(mapped), usage=usage, model=model)
+
+
+def _not_json(ctx: ResponseContext) -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        f"Provider '{ctx.provider}' sent an answer that is not valid JSON.",
+        code="upstream_unreadable",
+    )
 
 
 def _usage_of(body: Any) -> tuple[Usage | None, str | None]:

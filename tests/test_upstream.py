@@ -80,12 +80,22 @@ async def test_unreachable_provider_is_502_without_the_address() -> None:
     assert response.json()["error"]["code"] == "upstream_unreachable"
 
 
-@pytest.mark.parametrize("content", [b"not json", b"", b'{"a":'])
+@pytest.mark.parametrize(
+    "content", [b"not json", b"", b'{"a":', b"[1,", b'"text', b"5 x", b'{"model": "m"} {}']
+)
 async def test_2xx_that_cannot_be_read_is_502(content: bytes) -> None:
     client, _ = gateway(lambda r: httpx.Response(200, content=content))
     response = await client.post("/v1/completions", json=BODY, headers=HEADERS)
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_unreadable"
+
+
+@pytest.mark.parametrize("content", [b"[1]", b'"text"', b'{"model": 5, "usage": "many"}'])
+async def test_relayed_2xx_json_of_any_shape_is_relayed_as_it_came(content: bytes) -> None:
+    client, _ = gateway(lambda r: httpx.Response(200, content=content))
+    response = await client.post("/v1/completions", json=BODY, headers=HEADERS)
+    assert response.status_code == 200
+    assert response.content == content
 
 
 async def test_rebuilt_provider_answer_without_choices_is_502() -> None:

@@ -261,10 +261,8 @@ def apply_table(table: ParamTable, params: Params) -> tuple[JSONDict, list[str]]
     """
     out: JSONDict = {}
     for name, specs in table.items():
-        if name not in params:
-            continue
-        value = params[name]
-        if value is None:
+        value = params.get(name)
+        if value is None:  # absent, or null: not set either way
             continue
         for spec in specs if isinstance(specs, tuple) else (specs,):
             converted = spec.convert(value, params) if spec.convert is not None else value
