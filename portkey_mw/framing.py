@@ -48,6 +48,17 @@ class SSEDecoder:
             self._line(line, events)
         return events
 
+    def takes_whole(self, chunk: bytes) -> bool:
+        """True when nothing is pending and ``chunk`` is only whole events of one
+        ``data: `` line each (what providers send): a relay may then use the chunk as it is,
+        without feeding it, since decoding it would change nothing but the split."""
+        if self._buffer or self._data or self._event is not None or self._pending_cr:
+            return False
+        if not (chunk.startswith(b"data: ") and chunk.endswith(b"\n\n")) or b"\r" in chunk:
+            return False
+        events = chunk.count(b"\n\n")
+        return chunk.count(b"\n") == 2 * events and chunk.count(b"\n\ndata: ") == events - 1
+
     @staticmethod
     def _whole_events(buffer: bytes, events: list[Event]) -> bytes:
         """The fast path for what providers actually send: events of one ``data: `` line

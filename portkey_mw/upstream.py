@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -325,7 +325,11 @@ def _map_events(events: list[tuple[str | None, bytes]], mapper: StreamMapper) ->
     for event, data in events:
         if data == b"[DONE]":
             continue
-        out.extend(mapper.on_event(event, data))
+        try:
+            out.extend(mapper.on_event(event, data))
+        except StreamFailure as failure:
+            failure.frames_before = out  # what the same read carried before the error
+            raise
     return out
 
 
@@ -342,10 +346,22 @@ async def _frames(
     raise :class:`StreamFailure`; the relay turns them into an SSE error event."""
     if first:
         yield first[0] if len(first) == 1 else b"".join(first)
+    relay_whole: Callable[[bytes], bytes | None] | None = getattr(mapper, "relay_whole", None)
+    takes_whole: Callable[[bytes], bool] | None = getattr(decoder, "takes_whole", None)
     if not ended:
         try:
             async for chunk in chunks:
-                frames = _map_events(decoder.feed(chunk), mapper)
+                if relay_whole is not None and takes_whole is not None and takes_whole(chunk):
+                    whole = relay_whole(chunk)
+                    if whole is not None:
+                        yield whole
+                        continue
+                try:
+                    frames = _map_events(decoder.feed(chunk), mapper)
+                except StreamFailure as failure:
+                    if failure.frames_before:
+                        yield b"".join(failure.frames_before)
+                    raise
                 if frames:
                     yield frames[0] if len(frames) == 1 else b"".join(frames)
         except httpx.HTTPError:

@@ -481,6 +481,85 @@ def test_sse_decoder_is_chunking_invariant_and_matches_the_spec(
     assert decode_all(SSEDecoder(), [bytes([b]) for b in data]) == whole
 
 
+one_line_payloads = st.binary(max_size=12).filter(lambda b: b"\n" not in b and b"\r" not in b)
+
+
+@given(data=sse_streams, payloads=st.lists(one_line_payloads, min_size=1, max_size=6))
+@fuzz_settings(quick=500)
+def test_a_read_the_sse_decoder_takes_whole_is_exactly_its_events(
+    data: bytes, payloads: list[bytes]
+) -> None:
+    whole = b"".join(b"data: " + p + b"\n\n" for p in payloads)
+    assert SSEDecoder().takes_whole(whole)
+    for chunk in (data, whole, data + whole, whole + data):
+        if SSEDecoder().takes_whole(chunk):
+            events = decode_all(SSEDecoder(), [chunk])
+            assert all(name is None for name, _ in events)
+            assert b"".join(b"data: " + d + b"\n\n" for _, d in events) == chunk
+    busy = SSEDecoder()
+    busy.feed(b"data: half")
+    assert not busy.takes_whole(whole)  # something pending: the read must be fed
+
+
+def _openai_chunk(text: str, reason: str | None, usage: bool = False) -> bytes:
+    chunk: dict[str, Any] = {
+        "id": "c",
+        "object": "text_completion",
+        "model": "m",
+        "choices": [{"text": text, "index": 0, "finish_reason": reason}],
+    }
+    if usage:
+        chunk["usage"] = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+@given(
+    texts=st.lists(st.text(max_size=8), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(0, 10**6), max_size=10),
+    error=st.booleans(),
+)
+@fuzz_settings(quick=300)
+def test_the_verbatim_relay_sends_the_same_bytes_with_or_without_whole_reads(
+    texts: list[str], cuts: list[int], error: bool
+) -> None:
+    """Relaying a whole read as it came must give exactly what mapping its events one by
+    one gives: the frames, the usage, the finish reason and any in-stream error."""
+    from portkey_mw.providers.base import ResponseContext
+    from portkey_mw.upstream import Answer, _frames
+
+    stream = b"".join(_openai_chunk(t, None) for t in texts)
+    if error:
+        stream += b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n'
+    stream += _openai_chunk("", "stop", usage=True) + b"data: [DONE]\n\n"
+    provider = REGISTRY["openai"]
+    ctx = ResponseContext("openai", {"model": "m"})
+
+    def relay(pieces: list[bytes], whole_reads: bool) -> tuple[bytes, Any, Any, bool]:
+        mapper = provider.stream_mapper(ctx)
+        if not whole_reads:
+            mapper.relay_whole = lambda chunk: None  # type: ignore[attr-defined]
+
+        async def chunks() -> Any:
+            for piece in pieces:
+                yield piece
+
+        async def collect() -> tuple[bytes, bool]:
+            out, failed = b"", False
+            try:
+                async for frame in _frames([], False, chunks(), SSEDecoder(), mapper, Answer(200)):
+                    out += frame
+            except StreamFailure:
+                failed = True
+            return out, failed
+
+        out, failed = asyncio.run(collect())
+        return out, mapper.usage, mapper.finish_reason, failed
+
+    pieces = split(stream, cuts)
+    assert relay(pieces, True) == relay(pieces, False)
+    assert relay(pieces, True) == relay([stream], False)
+
+
 @given(
     data=st.lists(
         st.sampled_from([b'{"a": 1}', b"\n", b"\r\n", b" ", b"[1]", b"\xff"])

@@ -228,6 +228,13 @@ class VerbatimStream:
             return (b"event: " + event.encode() + b"\ndata: " + data + b"\n\n",)
         return (b"data: " + data + b"\n\n",)
 
+    def relay_whole(self, chunk: bytes) -> bytes | None:
+        """A read of whole ``data:`` events is sent as it came, unless something in it needs
+        a look: an error, usage or a finish reason to note, the upstream ``[DONE]``."""
+        if b'"error"' in chunk or b"[DONE]" in chunk or _may_carry_news(chunk):
+            return None
+        return chunk
+
     def _note(self, data: bytes) -> None:
         try:
             view = _VIEW.decode(data)

@@ -154,6 +154,11 @@ class StreamMapper(Protocol):
     ``[DONE]`` markers never reach it; the relay writes the one ``data: [DONE]``. ``finish``
     returns any frames owed at the end (a final finish reason, a usage chunk). A mapper raises
     :class:`StreamFailure` for an error the provider reports inside the stream.
+
+    A mapper that relays frames unchanged may also define ``relay_whole(chunk)``: given a
+    read made only of whole one-line ``data:`` events, it returns the bytes to send (the
+    chunk itself) or ``None`` to have the events mapped one by one. The relay then skips
+    splitting the read into events (see ``upstream._frames``).
     """
 
     usage: Usage | None
@@ -171,6 +176,8 @@ class StreamFailure(Exception):
         super().__init__(message)
         self.message = message
         self.error_type = error_type
+        # Frames the same upstream read carried before the error: still sent, then the error.
+        self.frames_before: list[bytes] = []
 
 
 class ResponseUnreadable(Exception):
