@@ -78,6 +78,8 @@ class AiohttpUpstream:
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        # Parsed URLs by text: yarl's parse is a measurable part of a request; URLs repeat.
+        self._urls: dict[str, URL] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -90,9 +92,15 @@ class AiohttpUpstream:
         return self._session
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamResponse:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url, encoded=True)
+            if len(self._urls) >= 256:  # a gateway calls few URLs; keep the table small
+                self._urls.clear()
+            self._urls[url] = parsed
         try:
             response = await self._client().post(
-                URL(url, encoded=True), headers=headers, data=body, allow_redirects=False
+                parsed, headers=headers, data=body, allow_redirects=False
             )
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "connect timed out") from exc

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from portkey_mw.config import CacheSettings, ConfigNode, RetrySettings, Strategy, parse_config
@@ -63,6 +65,18 @@ class _Inherited:
     custom_host: str | None
 
 
+# Shared, never mutated: inheritance builds new values (see ``_inherit``).
+_NOTHING_INHERITED = _Inherited(
+    override_params=MappingProxyType({}),
+    retry=None,
+    timeout_ms=None,
+    cache=None,
+    forward_headers=None,
+    custom_host=None,
+)
+_EMPTY_CONFIG = ConfigNode()
+
+
 class Planner:
     """Built once per middleware: the registry, settings and pre-validated registered configs."""
 
@@ -70,6 +84,9 @@ class Planner:
         self.settings = settings
         self.registry = registry
         self.option_names = frozenset(n for p in registry.values() for n in p.option_names)
+        # Clients send the same inline config on every request: parse each text once. The
+        # trees are never mutated (planning builds new values); invalid texts are not kept.
+        self._inline_config = lru_cache(maxsize=256)(self._parse_inline)
         self.allowed_hosts = frozenset(h.lower().rstrip("/") for h in settings.allowed_custom_hosts)
         self.configs = {}
         for config_id, raw in settings.configs.items():
@@ -85,7 +102,7 @@ class Planner:
         if headers.config is None:
             return None
         if headers.config.startswith("{"):
-            return parse_config(headers.config, self.option_names)
+            return self._inline_config(headers.config)
         config = self.configs.get(headers.config)
         if config is None:
             raise InvalidRequest(
@@ -95,21 +112,19 @@ class Planner:
             )
         return config
 
+    def _parse_inline(self, text: str) -> ConfigNode:
+        return parse_config(text, self.option_names)
+
     def plan(self, headers: RequestHeaders) -> Node:
         if headers.provider is not None:
             self.provider(headers.provider, "x-portkey-provider")
         config = self.config_for(headers)
-        root = config or ConfigNode()
-        inherited = _Inherited(
-            override_params={},
-            retry=None,
-            timeout_ms=None,
-            cache=None,
-            forward_headers=None,
-            custom_host=None,
-        )
+        if config is None:  # headers only: nothing to inherit
+            return self._header_leaf(headers, _EMPTY_CONFIG, _NOTHING_INHERITED)
+        root = config
+        inherited = _NOTHING_INHERITED
         if root.provider is None and root.virtual_key is None and root.targets is None:
-            return self._header_leaf(headers, root, inherited)
+            return self._header_leaf(headers, root, _inherit(inherited, root))
         registered = headers.config is not None and not headers.config.startswith("{")
         return self._node(root, "config", headers, inherited, registered)
 
@@ -134,7 +149,6 @@ class Planner:
     def _header_leaf(
         self, headers: RequestHeaders, root: ConfigNode, inherited: _Inherited
     ) -> Leaf:
-        inherited = _inherit(inherited, root)
         if headers.virtual_key is not None:
             key = self.virtual_key(headers.virtual_key, "x-portkey-virtual-key")
             provider = self.provider(key.provider, "x-portkey-virtual-key")

@@ -296,6 +296,9 @@ def _check_range(name: str, value: Any, spec: ParamSpec) -> None:
 
 
 def _put(out: JSONDict, dotted: str, value: Any) -> None:
+    if "." not in dotted:
+        out[dotted] = value
+        return
     *parents, leaf = dotted.split(".")
     node = out
     for part in parents:
