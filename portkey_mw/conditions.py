@@ -18,6 +18,9 @@ import regex
 
 from portkey_mw.errors import InvalidRequest
 
+# isinstance() against a tuple: ``int | float`` would build a union object on every call.
+_NUMBERS = (int, float)
+
 MAX_PATTERN = 512
 REGEX_TIMEOUT_S = 0.05
 
@@ -105,7 +108,7 @@ def _number(value: Any) -> int | float | None:
     """Numbers compare exactly (a 400-digit int stays an int); numeric strings as floats."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBERS):
         return value
     if isinstance(value, str):
         try:

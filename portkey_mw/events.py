@@ -9,7 +9,7 @@ the operator opts in (``log_prompts``), no prompt or completion text is ever par
 
 from __future__ import annotations
 
-from collections.abc import KeysView, MutableMapping
+from collections.abc import KeysView, MutableMapping, Sequence
 from typing import Any
 
 import msgspec
@@ -114,10 +114,10 @@ _PLAIN_NAMES: set[str] = set()
 _CONTAINERS = (dict, list)
 
 
-def _secret_names(keys: KeysView[Any]) -> list[str]:
+def _secret_names(keys: KeysView[Any]) -> Sequence[str]:
+    if keys <= _PLAIN_NAMES:  # a view compared with a set: no temporary set
+        return ()
     found: list[str] = []
-    if _PLAIN_NAMES.issuperset(keys):
-        return found
     for key in keys - _PLAIN_NAMES:
         if not isinstance(key, str):
             continue

@@ -222,6 +222,8 @@ def validate_forward_headers(names: Iterable[str], param: str) -> None:
 
 
 def forwardable(names: Iterable[str]) -> tuple[str, ...]:
+    if not names:
+        return ()
     return tuple(
         n
         for n in (x.lower() for x in names)

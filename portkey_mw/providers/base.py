@@ -24,6 +24,9 @@ import msgspec
 from portkey_mw.errors import AuthenticationFailed, ErrorDetail, InvalidRequest
 from portkey_mw.framing import FrameDecoder, SSEDecoder
 
+# isinstance() against a tuple: ``int | float`` would build a union object on every call.
+_NUMBERS = (int, float)
+
 Params = Mapping[str, Any]
 _SECRET_OPTION = re.compile(r"key|secret|token|password", re.IGNORECASE)
 JSONDict = dict[str, Any]
@@ -282,7 +285,7 @@ def apply_table(table: ParamTable, params: Params) -> tuple[JSONDict, list[str]]
 
 
 def _check_range(name: str, value: Any, spec: ParamSpec) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         return
     if (spec.minimum is not None and value < spec.minimum) or (
         spec.maximum is not None and value > spec.maximum

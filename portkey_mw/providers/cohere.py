@@ -82,10 +82,10 @@ def _usage(meta: Any) -> Usage | None:
         return None
     prompt = billed.get("input_tokens")
     output = billed.get("output_tokens")
-    if not isinstance(prompt, int | float) and not isinstance(output, int | float):
+    if not isinstance(prompt, (int, float)) and not isinstance(output, (int, float)):
         return None
-    prompt = int(prompt) if isinstance(prompt, int | float) else 0
-    output = int(output) if isinstance(output, int | float) else 0
+    prompt = int(prompt) if isinstance(prompt, (int, float)) else 0
+    output = int(output) if isinstance(output, (int, float)) else 0
     return Usage(prompt, output, prompt + output)
 
 

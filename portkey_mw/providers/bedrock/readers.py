@@ -86,7 +86,7 @@ def ai21_body(body: dict[str, Any]) -> Reading:
     if isinstance(prompt_tokens, list) and all(isinstance(t, list) for t in outputs):
         usage = counted(len(prompt_tokens), sum(len(t) for t in outputs if isinstance(t, list)))
     raw_id = body.get("id")
-    return Reading(choices, usage, str(raw_id) if isinstance(raw_id, int | str) else None)
+    return Reading(choices, usage, str(raw_id) if isinstance(raw_id, (int, str)) else None)
 
 
 def titan_body(body: dict[str, Any]) -> Reading:
