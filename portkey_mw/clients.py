@@ -28,6 +28,11 @@ class UpstreamResponse(Protocol):
 
     def chunks(self) -> AsyncIterator[bytes]: ...
 
+    async def read_declared(self, cap: int) -> bytes | None:
+        """The whole body when the response declares a length of at most ``cap`` (read in
+        one call, no iteration); ``None`` otherwise (the caller then reads ``chunks()``)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -53,6 +58,19 @@ class _AiohttpResponse:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except aiohttp.ServerTimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc) or "read timed out") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise httpx.RemoteProtocolError(str(exc) or "the body was cut") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def read_declared(self, cap: int) -> bytes | None:
+        length = self._response.content_length
+        if length is None or length > cap or "content-encoding" in self._response.headers:
+            return None  # unknown, too large, or decompressed (a small body may inflate)
+        try:
+            return await self._response.read()
         except aiohttp.ServerTimeoutError as exc:
             raise httpx.ReadTimeout(str(exc) or "read timed out") from exc
         except aiohttp.ClientPayloadError as exc:
@@ -132,6 +150,9 @@ class _HttpxResponse:
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._response.aiter_bytes()
+
+    async def read_declared(self, cap: int) -> bytes | None:
+        return None  # httpx decodes content-encoding: the declared length is not the size
 
     async def aclose(self) -> None:
         await self._response.aclose()

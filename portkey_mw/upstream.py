@@ -203,6 +203,9 @@ async def _read_capped(response: UpstreamResponse, cap: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
+        whole = await response.read_declared(cap)
+        if whole is not None:
+            return whole
         async for chunk in response.chunks():
             size += len(chunk)
             if size > cap:

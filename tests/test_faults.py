@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import os
 import socket
@@ -245,6 +246,28 @@ async def test_oversized_answer_without_a_length_is_a_502() -> None:
             with capture_logs() as logs:
                 response = await post(client)
     expect_error(response, logs, 502, "upstream_too_large")
+
+
+async def test_small_compressed_answer_that_inflates_past_the_cap_is_a_502() -> None:
+    """The declared length of a gzip body is not its size: the cap applies to what the
+    gateway inflates, so a small bomb cannot fill memory."""
+    big = json.dumps({**COMPLETION, "pad": "x" * 65536}).encode()
+    packed = gzip.compress(big)
+    assert len(packed) < 4096 < len(big)
+    with FaultServer(answer(packed, **{"content-encoding": "gzip"})) as server:
+        async with gateway_to(server.url, max_response_bytes=4096) as client:
+            with capture_logs() as logs:
+                response = await post(client)
+    expect_error(response, logs, 502, "upstream_too_large")
+
+
+async def test_compressed_answer_within_the_cap_is_relayed_inflated() -> None:
+    body = json.dumps(COMPLETION).encode()
+    with FaultServer(answer(gzip.compress(body), **{"content-encoding": "gzip"})) as server:
+        async with gateway_to(server.url) as client:
+            response = await post(client)
+    assert response.status_code == 200
+    assert response.json() == COMPLETION
 
 
 # --- a 5xx storm -------------------------------------------------------------------------------
