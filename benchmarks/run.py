@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 
 SCENARIOS = ("instant", "stream", "delay")
 DEFAULT_SYSTEMS = ("bare", "bare-asgi", "middleware", "middleware-nolog")
-EXTRA_SYSTEMS = ("middleware-lean", "middleware-httpx", "node")
+EXTRA_SYSTEMS = ("middleware-frozen", "middleware-lean", "middleware-httpx", "node")
 NODE_GATEWAY = "@portkey-ai/gateway@1.15.2"
 NODE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "portkey_mw-bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -57,6 +57,7 @@ DESCRIPTIONS = {
     "bare-asgi": "the same forwarding as a raw ASGI app under uvicorn (the limit inside uvicorn)",
     "middleware": "Starlette + PortkeyMiddleware, uvicorn; completion events as JSON to /dev/null",
     "middleware-nolog": "same, structlog drops events below WARNING",
+    "middleware-frozen": "middleware, the host calls gc.freeze() after start-up (README)",
     "middleware-lean": "middleware + httpx over a lean aiohttp transport (benchmarks/clients.py)",
     "middleware-httpx": "middleware + plain httpx.AsyncClient (httpx's own pool)",
     "node": f"Portkey gateway {NODE_GATEWAY.rsplit('@', 1)[1]} (Node {{node}})",
@@ -298,6 +299,7 @@ def start_systems(
                 log,
                 "--client",
                 client,
+                *(["--gc-freeze"] if variant == "frozen" else []),
             ]
         elif name == "node":
             command = node_gateway(procs.workdir, node_dir)
