@@ -301,6 +301,7 @@ async def _open_stream(
     chunks = response.chunks()
     first: list[bytes] = []
     ended = False
+    reads = _Reads(decoder, mapper)
     try:
         while not first:
             try:
@@ -310,7 +311,7 @@ async def _open_stream(
                 first.extend(_map_events(decoder.close(), mapper))
                 first.extend(mapper.finish())
                 break
-            first.extend(_map_events(decoder.feed(chunk), mapper))
+            first.extend(reads.frames(chunk))
     except StreamFailure as failure:
         await response.aclose()
         raise UpstreamUnavailable(failure.message, code="upstream_stream_error") from None
@@ -318,7 +319,7 @@ async def _open_stream(
         await response.aclose()
         raise
     answer = Answer(response.status, headers)
-    answer.stream = _frames(first, ended, chunks, decoder, mapper, answer)
+    answer.stream = _frames(first, ended, chunks, reads, answer)
     answer.closer = response.aclose
     return answer
 
@@ -336,12 +337,47 @@ def _map_events(events: list[tuple[str | None, bytes]], mapper: StreamMapper) ->
     return out
 
 
+class _Reads:
+    """One upstream read to the frames to send. A mapper that relays frames unchanged (see
+    ``StreamMapper``) takes the leading part of a read of whole ``data:`` events as it came;
+    only the rest (the events that carry a finish reason, usage or ``[DONE]``, usually the
+    last ones) is split into events and mapped one by one."""
+
+    __slots__ = ("decoder", "mapper", "takes_whole", "verbatim_prefix")
+
+    def __init__(self, decoder: FrameDecoder, mapper: StreamMapper) -> None:
+        self.decoder = decoder
+        self.mapper = mapper
+        self.verbatim_prefix: Callable[[bytes], int] | None = getattr(
+            mapper, "verbatim_prefix", None
+        )
+        self.takes_whole: Callable[[bytes], bool] | None = getattr(decoder, "takes_whole", None)
+
+    def frames(self, chunk: bytes) -> list[bytes]:
+        prefix = 0
+        if (
+            self.verbatim_prefix is not None
+            and self.takes_whole is not None
+            and self.takes_whole(chunk)
+        ):
+            prefix = self.verbatim_prefix(chunk)
+            if prefix == len(chunk):
+                return [chunk]
+        if not prefix:
+            return _map_events(self.decoder.feed(chunk), self.mapper)
+        head = chunk[:prefix]
+        try:
+            return [head, *_map_events(self.decoder.feed(chunk[prefix:]), self.mapper)]
+        except StreamFailure as failure:
+            failure.frames_before = [head, *failure.frames_before]
+            raise
+
+
 async def _frames(
     first: list[bytes],
     ended: bool,
     chunks: AsyncIterator[bytes],
-    decoder: FrameDecoder,
-    mapper: StreamMapper,
+    reads: _Reads,
     answer: Answer,
 ) -> AsyncIterator[bytes]:
     """The rest of the stream as OpenAI SSE frames — the frames of one upstream read joined, so
@@ -349,18 +385,12 @@ async def _frames(
     raise :class:`StreamFailure`; the relay turns them into an SSE error event."""
     if first:
         yield first[0] if len(first) == 1 else b"".join(first)
-    relay_whole: Callable[[bytes], bytes | None] | None = getattr(mapper, "relay_whole", None)
-    takes_whole: Callable[[bytes], bool] | None = getattr(decoder, "takes_whole", None)
+    decoder, mapper = reads.decoder, reads.mapper
     if not ended:
         try:
             async for chunk in chunks:
-                if relay_whole is not None and takes_whole is not None and takes_whole(chunk):
-                    whole = relay_whole(chunk)
-                    if whole is not None:
-                        yield whole
-                        continue
                 try:
-                    frames = _map_events(decoder.feed(chunk), mapper)
+                    frames = reads.frames(chunk)
                 except StreamFailure as failure:
                     if failure.frames_before:
                         yield b"".join(failure.frames_before)

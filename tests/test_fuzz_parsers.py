@@ -517,17 +517,21 @@ def _openai_chunk(text: str, reason: str | None, usage: bool = False) -> bytes:
     texts=st.lists(st.text(max_size=8), min_size=1, max_size=8),
     cuts=st.lists(st.integers(0, 10**6), max_size=10),
     error=st.booleans(),
+    early=st.integers(-1, 8),
 )
 @fuzz_settings(quick=300)
 def test_the_verbatim_relay_sends_the_same_bytes_with_or_without_whole_reads(
-    texts: list[str], cuts: list[int], error: bool
+    texts: list[str], cuts: list[int], error: bool, early: int
 ) -> None:
     """Relaying a whole read as it came must give exactly what mapping its events one by
     one gives: the frames, the usage, the finish reason and any in-stream error."""
     from portkey_mw.providers.base import ResponseContext
-    from portkey_mw.upstream import Answer, _frames
+    from portkey_mw.upstream import Answer, _frames, _Reads
 
-    stream = b"".join(_openai_chunk(t, None) for t in texts)
+    events = [_openai_chunk(t, None) for t in texts]
+    if 0 <= early < len(events):  # something to note before the end: usage, a finish reason
+        events.insert(early, _openai_chunk("x", "length" if early % 2 else None, usage=True))
+    stream = b"".join(events)
     if error:
         stream += b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n'
     stream += _openai_chunk("", "stop", usage=True) + b"data: [DONE]\n\n"
@@ -537,7 +541,7 @@ def test_the_verbatim_relay_sends_the_same_bytes_with_or_without_whole_reads(
     def relay(pieces: list[bytes], whole_reads: bool) -> tuple[bytes, Any, Any, bool]:
         mapper = provider.stream_mapper(ctx)
         if not whole_reads:
-            mapper.relay_whole = lambda chunk: None  # type: ignore[attr-defined]
+            mapper.verbatim_prefix = lambda chunk: 0  # type: ignore[attr-defined]
 
         async def chunks() -> Any:
             for piece in pieces:
@@ -546,7 +550,8 @@ def test_the_verbatim_relay_sends_the_same_bytes_with_or_without_whole_reads(
         async def collect() -> tuple[bytes, bool]:
             out, failed = b"", False
             try:
-                async for frame in _frames([], False, chunks(), SSEDecoder(), mapper, Answer(200)):
+                reads = _Reads(SSEDecoder(), mapper)
+                async for frame in _frames([], False, chunks(), reads, Answer(200)):
                     out += frame
             except StreamFailure:
                 failed = True
@@ -726,3 +731,17 @@ def test_middleware_answers_every_provider_with_under_500(
     assert response.status_code < 500, f"{response.status_code} {response.text} {context}"
     if response.status_code >= 400:
         assert_error_shape(response.status_code, response.json(), context)
+
+
+def test_verbatim_prefix_keeps_the_events_that_need_a_look_for_the_mapper() -> None:
+    from portkey_mw.providers.base import ResponseContext
+
+    mapper: Any = REGISTRY["openai"].stream_mapper(ResponseContext("openai", {"model": "m"}))
+    plain = b"".join(_openai_chunk(f"t{i}", None) for i in range(5))
+    final = _openai_chunk("", "stop", usage=True)
+    done = b"data: [DONE]\n\n"
+    assert mapper.verbatim_prefix(plain) == len(plain)  # nothing to note: all of it
+    assert mapper.verbatim_prefix(plain + final + done) == len(plain)  # the tail is mapped
+    assert mapper.verbatim_prefix(done) == 0
+    assert mapper.verbatim_prefix(final + plain + done) == 0  # news early: event by event
+    assert mapper.verbatim_prefix(plain + b'data: {"error": {"message": "x"}}\n\n') == 0

@@ -228,12 +228,23 @@ class VerbatimStream:
             return (b"event: " + event.encode() + b"\ndata: " + data + b"\n\n",)
         return (b"data: " + data + b"\n\n",)
 
-    def relay_whole(self, chunk: bytes) -> bytes | None:
-        """A read of whole ``data:`` events is sent as it came, unless something in it needs
-        a look: an error, usage or a finish reason to note, the upstream ``[DONE]``."""
-        if b'"error"' in chunk or b"[DONE]" in chunk or _may_carry_news(chunk):
-            return None
-        return chunk
+    def verbatim_prefix(self, chunk: bytes) -> int:
+        """How much of a read of whole ``data:`` events goes out as it came: all of it when
+        nothing in it needs a look (an error, usage or a finish reason to note, the upstream
+        ``[DONE]``), else all but its last two events when those hold what needs the look
+        (where providers put it), else nothing."""
+        if b'"error"' in chunk:
+            return 0
+        if b"[DONE]" not in chunk and not _may_carry_news(chunk):
+            return len(chunk)
+        start = len(chunk)
+        for _ in range(2):  # back to the start of the second-to-last event
+            boundary = chunk.rfind(b"\n\n", 0, start - 2) if start > 2 else -1
+            start = boundary + 2 if boundary >= 0 else 0
+        head = chunk[:start]
+        if not head or b"[DONE]" in head or _may_carry_news(head):
+            return 0
+        return start
 
     def _note(self, data: bytes) -> None:
         try:

@@ -158,10 +158,10 @@ class StreamMapper(Protocol):
     returns any frames owed at the end (a final finish reason, a usage chunk). A mapper raises
     :class:`StreamFailure` for an error the provider reports inside the stream.
 
-    A mapper that relays frames unchanged may also define ``relay_whole(chunk)``: given a
-    read made only of whole one-line ``data:`` events, it returns the bytes to send (the
-    chunk itself) or ``None`` to have the events mapped one by one. The relay then skips
-    splitting the read into events (see ``upstream._frames``).
+    A mapper that relays frames unchanged may also define ``verbatim_prefix(chunk)``: given
+    a read made only of whole one-line ``data:`` events, it returns how many leading bytes
+    (whole events) may be sent as they came; the relay maps only the rest event by event
+    (see ``upstream._Reads``).
     """
 
     usage: Usage | None
