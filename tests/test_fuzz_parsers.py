@@ -513,6 +513,11 @@ def _openai_chunk(text: str, reason: str | None, usage: bool = False) -> bytes:
     return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
 
+def _spaced(event: bytes) -> bytes:
+    """The same event as Python's json.dumps spells it (a space after every colon)."""
+    return b"data: " + json.dumps(json.loads(event[6:])).encode() + b"\n\n"
+
+
 @given(
     texts=st.lists(st.text(max_size=8), min_size=1, max_size=8),
     cuts=st.lists(st.integers(0, 10**6), max_size=10),
@@ -529,6 +534,8 @@ def test_the_verbatim_relay_sends_the_same_bytes_with_or_without_whole_reads(
     from portkey_mw.upstream import Answer, _frames, _Reads
 
     events = [_openai_chunk(t, None) for t in texts]
+    if early % 3 == 0:
+        events = [_spaced(e) for e in events]
     if 0 <= early < len(events):  # something to note before the end: usage, a finish reason
         events.insert(early, _openai_chunk("x", "length" if early % 2 else None, usage=True))
     stream = b"".join(events)
@@ -745,3 +752,5 @@ def test_verbatim_prefix_keeps_the_events_that_need_a_look_for_the_mapper() -> N
     assert mapper.verbatim_prefix(done) == 0
     assert mapper.verbatim_prefix(final + plain + done) == 0  # news early: event by event
     assert mapper.verbatim_prefix(plain + b'data: {"error": {"message": "x"}}\n\n') == 0
+    spaced = b'data: {"choices": [{"text": "a", "index": 0, "finish_reason": null}]}\n\n'
+    assert mapper.verbatim_prefix(spaced * 3) == len(spaced) * 3

@@ -190,12 +190,17 @@ _VIEW = msgspec.json.Decoder(_UsageView)
 
 def _may_carry_news(data: bytes) -> bool:
     """False only for a chunk that surely has no usage and no finish reason (every
-    ``finish_reason`` is ``null``): most chunks of a stream, skipped without decoding them.
-    Any other spelling is decoded, so nothing is missed."""
+    ``finish_reason`` is ``null``, spelt with or without a space): most chunks of a stream,
+    skipped without decoding them. Any other spelling is decoded, so nothing is missed."""
     if b'"usage"' in data:
         return True
     reasons = data.count(b'"finish_reason"')
-    return reasons > 0 and reasons != data.count(b'"finish_reason":null')
+    if not reasons:
+        return False
+    nulls = data.count(b'"finish_reason":null')  # compact JSON (OpenAI, Azure)
+    if nulls < reasons:
+        nulls += data.count(b'"finish_reason": null')  # Python's json.dumps, some proxies
+    return reasons != nulls
 
 
 def _stream_error(data: bytes) -> StreamFailure | None:
