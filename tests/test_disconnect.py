@@ -137,3 +137,5 @@ def test_one_watch_serves_several_event_loops() -> None:
 
     for _ in range(3):
         asyncio.run(one_slow_request_that_loses_its_client())
+    uvloop = pytest.importorskip("uvloop")  # uvicorn[standard] runs the middleware on it
+    uvloop.run(one_slow_request_that_loses_its_client())
