@@ -75,6 +75,7 @@ _NOTHING_INHERITED = _Inherited(
     custom_host=None,
 )
 _EMPTY_CONFIG = ConfigNode()
+_MAX_CACHED_CONFIG_CHARS = 16 * 1024
 
 
 class Planner:
@@ -102,6 +103,8 @@ class Planner:
         if headers.config is None:
             return None
         if headers.config.startswith("{"):
+            if len(headers.config) > _MAX_CACHED_CONFIG_CHARS:  # keep the cache's memory small
+                return self._parse_inline(headers.config)
             return self._inline_config(headers.config)
         config = self.configs.get(headers.config)
         if config is None:

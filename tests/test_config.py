@@ -226,3 +226,33 @@ async def test_forward_headers_skip_hop_by_hop_host_and_portkey_headers() -> Non
     )
     assert header_self.status_code == 400
     assert header_self.json()["error"]["param"] == "x-portkey-forward-headers"
+
+
+async def test_an_inline_config_is_parsed_once_and_stays_the_same_for_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portkey_mw import config as config_module
+    from portkey_mw import plan
+
+    calls: list[str] = []
+    real = config_module.parse_config
+
+    def counting(raw: Any, options: Any) -> Any:
+        calls.append(raw)
+        return real(raw, options)
+
+    monkeypatch.setattr(plan, "parse_config", counting)
+    client, upstream = _gw()
+    config = {"provider": "openai", "api_key": "sk-one", "override_params": {"max_tokens": 3}}
+    for _ in range(3):
+        response = await _post(client, config)
+        assert response.status_code == 200, response.text
+    assert len(calls) == 1
+    assert [r.headers["authorization"] for r in upstream.requests] == ["Bearer sk-one"] * 3
+    assert all(json.loads(r.content)["max_tokens"] == 3 for r in upstream.requests)
+    # A different config is its own entry; an invalid one is refused every time.
+    other = {"provider": "openai", "api_key": "sk-two"}
+    assert (await _post(client, other)).status_code == 200
+    assert upstream.requests[-1].headers["authorization"] == "Bearer sk-two"
+    for _ in range(2):
+        assert (await _post(client, {"provider": "openai", "colour": "red"})).status_code == 400
