@@ -45,6 +45,15 @@ class UpstreamClient(Protocol):
 # --- aiohttp, the default ---------------------------------------------------------------------
 
 
+def _read_failure(exc: BaseException) -> httpx.HTTPError:
+    """An aiohttp failure while reading a body, as the httpx error the pipeline maps."""
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout(str(exc) or "read timed out")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(str(exc) or "the body was cut")
+    return httpx.ReadError(str(exc) or type(exc).__name__)
+
+
 class _AiohttpResponse:
     __slots__ = ("_response", "headers", "raw_headers", "status")
 
@@ -58,12 +67,8 @@ class _AiohttpResponse:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except aiohttp.ServerTimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc) or "read timed out") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise httpx.RemoteProtocolError(str(exc) or "the body was cut") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+            raise _read_failure(exc) from exc
 
     async def read_declared(self, cap: int) -> bytes | None:
         length = self._response.content_length
@@ -71,12 +76,8 @@ class _AiohttpResponse:
             return None  # unknown, too large, or decompressed (a small body may inflate)
         try:
             return await self._response.read()
-        except aiohttp.ServerTimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc) or "read timed out") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise httpx.RemoteProtocolError(str(exc) or "the body was cut") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+            raise _read_failure(exc) from exc
 
     async def aclose(self) -> None:
         if self._response.content.at_eof():
