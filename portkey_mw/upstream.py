@@ -190,8 +190,8 @@ async def _read(
         return answer
     if stream:
         media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        mapper = provider.stream_mapper(ctx) if media != "application/json" else None
-        if mapper is not None:
+        if media != "application/json":  # a stream asked for may still come back as JSON
+            mapper = provider.stream_mapper(ctx)
             return await _open_stream(response, headers, provider.stream_decoder(), mapper)
     raw = await _read_capped(response, settings.max_response_bytes)
     answer = _json_answer(raw, ctx, provider.map_response)
