@@ -56,8 +56,10 @@ class SSEDecoder:
             return False
         if not (chunk.startswith(b"data: ") and chunk.endswith(b"\n\n")) or b"\r" in chunk:
             return False
-        events = chunk.count(b"\n\n")
-        return chunk.count(b"\n") == 2 * events and chunk.count(b"\n\ndata: ") == events - 1
+        # E-1 separators "\n\ndata: " and the final "\n\n" hold 2E newlines: any other
+        # newline (a second line, an empty event) makes the count differ.
+        events = chunk.count(b"\n\ndata: ") + 1
+        return chunk.count(b"\n") == 2 * events
 
     @staticmethod
     def _whole_events(buffer: bytes, events: list[Event]) -> bytes:

@@ -751,6 +751,11 @@ def test_verbatim_prefix_keeps_the_events_that_need_a_look_for_the_mapper() -> N
     assert mapper.verbatim_prefix(plain + final + done) == len(plain)  # the tail is mapped
     assert mapper.verbatim_prefix(done) == 0
     assert mapper.verbatim_prefix(final + plain + done) == 0  # news early: event by event
-    assert mapper.verbatim_prefix(plain + b'data: {"error": {"message": "x"}}\n\n') == 0
+    error = b'data: {"error": {"message": "x"}}\n\n'
+    last = _openai_chunk("t4", None)
+    # an error at the end: the events before it but the last go out as they came
+    assert mapper.verbatim_prefix(plain + error) == len(plain) - len(last)
+    assert mapper.verbatim_prefix(error + plain + final) == 0  # an error early: event by event
+    assert mapper.verbatim_prefix(plain + done + plain) == 0  # [DONE] before the end
     spaced = b'data: {"choices": [{"text": "a", "index": 0, "finish_reason": null}]}\n\n'
     assert mapper.verbatim_prefix(spaced * 3) == len(spaced) * 3

@@ -188,19 +188,31 @@ class _UsageView(msgspec.Struct):
 _VIEW = msgspec.json.Decoder(_UsageView)
 
 
-def _may_carry_news(data: bytes) -> bool:
-    """False only for a chunk that surely has no usage and no finish reason (every
-    ``finish_reason`` is ``null``, spelt with or without a space): most chunks of a stream,
-    skipped without decoding them. Any other spelling is decoded, so nothing is missed."""
-    if b'"usage"' in data:
+def _may_carry_news(data: bytes, start: int = 0, end: int | None = None) -> bool:
+    """False only for a chunk (or its ``start:end`` part: no copy) that surely has no usage
+    and no finish reason (every ``finish_reason`` is ``null``, spelt with or without a
+    space): most chunks of a stream, skipped without decoding them. Any other spelling is
+    decoded, so nothing is missed."""
+    end = len(data) if end is None else end
+    if data.find(b'"usage"', start, end) >= 0:
         return True
-    reasons = data.count(b'"finish_reason"')
+    reasons = data.count(b'"finish_reason"', start, end)
     if not reasons:
         return False
-    nulls = data.count(b'"finish_reason":null')  # compact JSON (OpenAI, Azure)
+    nulls = data.count(b'"finish_reason":null', start, end)  # compact JSON (OpenAI, Azure)
     if nulls < reasons:
-        nulls += data.count(b'"finish_reason": null')  # Python's json.dumps, some proxies
+        nulls += data.count(b'"finish_reason": null', start, end)  # json.dumps, some proxies
     return reasons != nulls
+
+
+def _needs_a_look(data: bytes, start: int, end: int) -> bool:
+    """Whether ``data[start:end]`` (whole events) holds an error, the upstream ``[DONE]``,
+    usage or a finish reason: what a verbatim relay must hand to the mapper."""
+    return (
+        data.find(b'"error"', start, end) >= 0
+        or data.find(b"[DONE]", start, end) >= 0
+        or _may_carry_news(data, start, end)
+    )
 
 
 def _stream_error(data: bytes) -> StreamFailure | None:
@@ -236,19 +248,17 @@ class VerbatimStream:
     def verbatim_prefix(self, chunk: bytes) -> int:
         """How much of a read of whole ``data:`` events goes out as it came: all of it when
         nothing in it needs a look (an error, usage or a finish reason to note, the upstream
-        ``[DONE]``), else all but its last two events when those hold what needs the look
-        (where providers put it), else nothing."""
-        if b'"error"' in chunk:
-            return 0
-        if b"[DONE]" not in chunk and not _may_carry_news(chunk):
-            return len(chunk)
+        ``[DONE]``), else all but its last two events when only those hold what needs the
+        look (where providers put it), else nothing. Each byte of the read is scanned once
+        per pattern (ranges, not copies: a read is often a whole 10 KB stream)."""
         start = len(chunk)
         for _ in range(2):  # back to the start of the second-to-last event
             boundary = chunk.rfind(b"\n\n", 0, start - 2) if start > 2 else -1
             start = boundary + 2 if boundary >= 0 else 0
-        head = chunk[:start]
-        if not head or b"[DONE]" in head or _may_carry_news(head):
+        if start and _needs_a_look(chunk, 0, start):
             return 0
+        if not _needs_a_look(chunk, start, len(chunk)):
+            return len(chunk)
         return start
 
     def _note(self, data: bytes) -> None:
