@@ -29,10 +29,13 @@ Work = Callable[[Any], Coroutine[Any, Any, int]]
 class _Guard:
     """One request: its task, how to hear from its client, and what happened so far."""
 
-    __slots__ = ("_send", "complete", "left", "receive", "started", "task", "watcher")
+    __slots__ = ("_send", "complete", "left", "receive", "started", "state", "task", "watcher")
 
-    def __init__(self, task: asyncio.Task[Any], receive: Any, send: Any, started: float) -> None:
+    def __init__(
+        self, task: asyncio.Task[Any], receive: Any, send: Any, started: float, state: _LoopState
+    ) -> None:
         self.task = task
+        self.state = state
         self.receive = receive
         self._send = send
         self.started = started
@@ -40,10 +43,20 @@ class _Guard:
         self.left = False
         self.watcher: asyncio.Task[None] | None = None
 
-    async def send(self, message: dict[str, Any]) -> None:
-        await self._send(message)
+    def send(self, message: dict[str, Any]) -> Any:
+        """The server's ``send``, noting the end of the response (not ``async``: no
+        coroutine of its own on every message)."""
         if message["type"] == "http.response.body" and not message.get("more_body", False):
-            self.complete = True
+            self.complete = True  # a disconnect while the last bytes go out changes nothing
+        return self._send(message)
+
+    def left_early(self) -> bool:
+        """For a ``CancelledError`` in the request's task: whether it is the client leaving
+        (the cancellation is then taken back, to be answered as a disconnect)."""
+        if not self.left:
+            return False
+        self.task.uncancel()
+        return True
 
     async def watch(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
@@ -65,7 +78,8 @@ class _LoopState:
 
 class DisconnectWatch:
     """``await watch.run(work, receive, send)`` runs ``work(send)`` in the current task and
-    cancels it (raising :class:`ClientDisconnected`) if the client leaves first."""
+    cancels it (raising :class:`ClientDisconnected`) if the client leaves first;
+    ``enter``/``leave`` do the same around code of the caller's own coroutine."""
 
     def __init__(self, grace: float = 0.1, interval: float = 0.05) -> None:
         self.grace = grace
@@ -77,27 +91,36 @@ class DisconnectWatch:
         self._last: tuple[asyncio.AbstractEventLoop | None, _LoopState] = (None, _LoopState())
 
     async def run(self, work: Work, receive: Any, send: Any) -> int:
+        guard = self.enter(receive, send)
+        try:
+            return await work(guard.send)
+        except asyncio.CancelledError:
+            if not guard.left_early():
+                raise
+            raise ClientDisconnected from None
+        finally:
+            self.leave(guard)
+
+    def enter(self, receive: Any, send: Any) -> _Guard:
+        """Watch the current task from now on (``run`` without its coroutine: for a caller
+        that handles the cancellation itself). Pair with :meth:`leave`."""
         loop = asyncio.get_running_loop()
         state = self._state(loop)
         task = asyncio.current_task()
         assert task is not None
-        guard = _Guard(task, receive, send, loop.time())
+        guard = _Guard(task, receive, send, loop.time(), state)
         state.pending[guard] = None
         if state.timer is None:
             state.timer = loop.call_later(
                 self.interval, self._sweep, loop, state, context=contextvars.Context()
             )
-        try:
-            return await work(guard.send)
-        except asyncio.CancelledError:
-            if not guard.left:
-                raise
-            task.uncancel()
-            raise ClientDisconnected from None
-        finally:
-            state.pending.pop(guard, None)
-            if guard.watcher is not None:
-                guard.watcher.cancel()
+        return guard
+
+    @staticmethod
+    def leave(guard: _Guard) -> None:
+        guard.state.pending.pop(guard, None)
+        if guard.watcher is not None:
+            guard.watcher.cancel()
 
     def _state(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
         last_loop, state = self._last

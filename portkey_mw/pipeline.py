@@ -6,6 +6,7 @@ response (unless the client left) and emits exactly one ``completion`` event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import traceback
@@ -31,7 +32,7 @@ from portkey_mw.observe import (
     describe_params,
     describe_request,
 )
-from portkey_mw.plan import Planner
+from portkey_mw.plan import Node, Planner
 from portkey_mw.providers import REGISTRY
 from portkey_mw.providers.base import StreamFailure
 from portkey_mw.response_cache import ResponseCache
@@ -51,10 +52,12 @@ _ENCODER = msgspec.json.Encoder()
 
 @dataclass(slots=True)
 class _Request:
-    """Per-request bookkeeping: start time, the log event being built, the trace."""
+    """Per-request bookkeeping: start time, the log event being built, the trace and the
+    response header that names it."""
 
     started: float
     log: dict[str, Any]
+    trace_header: list[tuple[bytes, bytes]]
     trace: RequestTrace | None = None
 
 
@@ -101,14 +104,38 @@ class Pipeline:
             self._router = None
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # One coroutine from here to the router (reading, validating, watching the client):
+        # every frame between the server and the upstream call is paid on each resumption.
         raw = decode_headers(scope["headers"])
         trace_id = raw.get("x-portkey-trace-id") or new_trace_id()
-        request = _Request(time.perf_counter(), {"trace_id": trace_id, "span_id": new_span_id()})
+        request = _Request(
+            time.perf_counter(),
+            {"trace_id": trace_id, "span_id": new_span_id()},
+            [(b"x-portkey-trace-id", trace_id.encode("latin-1", "replace"))],
+        )
         status = 500
         # Your own log lines carry the trace id while the request runs (reset afterwards).
         tokens = bind_contextvars(trace_id=trace_id)
         try:
-            status = await self._handle(scope, receive, send, raw, request)
+            try:
+                body = await read_body(receive, self.settings.max_body_bytes, _json_length(raw))
+                plan, state = self._prepare(raw, body, request, scope)
+            except GatewayError as error:
+                log = request.log
+                log["error_type"] = error.error_type
+                log["error_param"] = error.param
+                await send_error(send, error, request.trace_header)
+                status = error.status
+                return
+            guard = self.watch.enter(receive, send)
+            try:
+                status = await self._route_and_respond(plan, state, guard.send, request)
+            except asyncio.CancelledError:
+                if not guard.left_early():
+                    raise
+                raise ClientDisconnected from None
+            finally:
+                self.watch.leave(guard)
         except ClientDisconnected:
             status = 499
             request.log["error_type"] = "client_disconnected"
@@ -124,59 +151,36 @@ class Pipeline:
                 self.tracer.finish(request.trace, status, log)
             emit_completion(status, log)
 
-    async def _handle(
-        self,
-        scope: dict[str, Any],
-        receive: Any,
-        send: Any,
-        raw: dict[str, str],
-        request: _Request,
-    ) -> int:
+    def _prepare(
+        self, raw: dict[str, str], body: bytes, request: _Request, scope: dict[str, Any]
+    ) -> tuple[Node, RequestState]:
+        """Headers, trace, body and plan of a request, validated (or a ``GatewayError``)."""
         log = request.log
-        trace_header = [(b"x-portkey-trace-id", log["trace_id"].encode("latin-1", "replace"))]
-        try:
-            content_type = raw.get("content-type")
-            if content_type is not None and not _is_json(content_type):
-                raise UnsupportedMediaType(
-                    f"Unsupported Content-Type '{content_type[:64]}': send application/json.",
-                    param="content-type",
-                )
-            body = await read_body(receive, self.settings.max_body_bytes, raw.get("content-length"))
-            headers = parse_headers(raw, self.gateway_keys, log["trace_id"])
-            request.trace = self.tracer.start(
-                headers.trace_id, headers.parent_span_id, raw, log["span_id"]
-            )
-            if request.trace.otel_trace_id and "x-portkey-trace-id" not in raw:
-                headers.trace_id = request.trace.otel_trace_id  # one trace id everywhere
-            if headers.trace_id != log["trace_id"]:  # from traceparent or OpenTelemetry
-                log["trace_id"] = headers.trace_id
-                trace_header = [(b"x-portkey-trace-id", headers.trace_id.encode("latin-1"))]
-                bind_contextvars(trace_id=headers.trace_id)
-            describe_request(log, headers, request.trace)
-            params = decode_body(body)
-            describe_params(log, params, headers, self.settings)
-            plan = self.planner.plan(headers)
-        except GatewayError as error:
-            log["error_type"] = error.error_type
-            log["error_param"] = error.param
-            await send_error(send, error, trace_header)
-            return error.status
-        state = RequestState(params, headers, scope.get("path", ""), request.trace)
-        return await self.watch.run(
-            lambda tracked: self._route_and_respond(plan, state, tracked, trace_header, request),
-            receive,
-            send,
+        headers = parse_headers(raw, self.gateway_keys, log["trace_id"])
+        request.trace = trace = self.tracer.start(
+            headers.trace_id, headers.parent_span_id, raw, log["span_id"]
         )
+        if trace.otel_trace_id and "x-portkey-trace-id" not in raw:
+            headers.trace_id = trace.otel_trace_id  # one trace id everywhere
+        if headers.trace_id != log["trace_id"]:  # from traceparent or OpenTelemetry
+            log["trace_id"] = headers.trace_id
+            request.trace_header = [(b"x-portkey-trace-id", headers.trace_id.encode("latin-1"))]
+            bind_contextvars(trace_id=headers.trace_id)
+        describe_request(log, headers, trace)
+        params = decode_body(body)
+        describe_params(log, params, headers, self.settings)
+        plan = self.planner.plan(headers)
+        return plan, RequestState(params, headers, scope.get("path", ""), trace)
 
     async def _route_and_respond(
         self,
-        plan: Any,
+        plan: Node,
         state: RequestState,
         send: Any,
-        trace_header: list[tuple[bytes, bytes]],
         request: _Request,
     ) -> int:
         log = request.log
+        trace_header = request.trace_header
         try:
             outcome = await self.router.run(plan, state)
         except GatewayError as error:  # routing itself refused (e.g. no conditional match)
@@ -257,6 +261,17 @@ async def _iterate(frames: list[bytes]) -> AsyncIterator[bytes]:
 def _error_frame(failure: StreamFailure) -> bytes:
     body = ErrorBody(ErrorDetail(failure.message, failure.error_type))
     return b"data: " + _ENCODER.encode(body) + b"\n\n"
+
+
+def _json_length(raw: dict[str, str]) -> str | None:
+    """The declared length of a JSON body; any other declared media type is a 415."""
+    content_type = raw.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Type '{content_type[:64]}': send application/json.",
+            param="content-type",
+        )
+    return raw.get("content-length")
 
 
 def _is_json(content_type: str) -> bool:
