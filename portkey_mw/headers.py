@@ -10,7 +10,6 @@ import hmac
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,14 +25,13 @@ _MAX_METADATA_BYTES = 16 * 1024
 _TRUE = frozenset({"true", "1", "yes"})
 
 
-@dataclass(slots=True)
-class RequestHeaders:
+class RequestHeaders(msgspec.Struct, gc=False):
     """What the client said in headers, validated."""
 
     raw: dict[str, str]
     trace_id: str
     parent_span_id: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
     provider: str | None = None
     api_key: str | None = None
     config: str | None = None

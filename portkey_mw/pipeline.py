@@ -11,7 +11,6 @@ import contextlib
 import time
 import traceback
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -50,8 +49,7 @@ _JSON_TYPE = (b"content-type", b"application/json")
 _ENCODER = msgspec.json.Encoder()
 
 
-@dataclass(slots=True)
-class _Request:
+class _Request(msgspec.Struct, gc=False):
     """Per-request bookkeeping: start time, the log event being built, the trace and the
     response header that names it."""
 

@@ -16,6 +16,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
+
 from portkey_mw.config import CacheSettings, ConfigNode, RetrySettings, Strategy, parse_config
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.headers import (
@@ -28,8 +30,7 @@ from portkey_mw.providers.base import Provider, Target
 from portkey_mw.settings import Settings, SettingsError, VirtualKey
 
 
-@dataclass(frozen=True, slots=True)
-class Leaf:
+class Leaf(msgspec.Struct, frozen=True, gc=False):
     """One target to call, with everything inherited down to it."""
 
     path: str

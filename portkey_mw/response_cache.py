@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import msgspec
 
@@ -23,8 +22,7 @@ DEFAULT_MAX_AGE_S = 7 * 24 * 3600
 _METADATA = msgspec.json.Encoder(order="sorted")
 
 
-@dataclass(slots=True)
-class Lookup:
+class Lookup(msgspec.Struct, gc=False):
     key: str
     ttl_s: int
     status: str

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from portkey_mw.clients import UpstreamClient
 from portkey_mw.conditions import matches
@@ -31,31 +32,28 @@ from portkey_mw.upstream import Answer, gateway_answer, send_attempt
 DEFAULT_RETRY_CODES = frozenset({429, 500, 502, 503, 504})
 
 
-@dataclass(slots=True)
-class AttemptRecord:
+class AttemptRecord(msgspec.Struct, gc=False):
     path: str
     provider: str
     status: int
     upstream_ms: float | None
 
 
-@dataclass(slots=True)
-class Outcome:
+class Outcome(msgspec.Struct):
     """The answer the client gets, which leaf produced it, and how we got there."""
 
     answer: Answer
     leaf: Leaf | None
     retry_count: int = 0
-    attempts: list[AttemptRecord] = field(default_factory=list)
+    attempts: list[AttemptRecord] = msgspec.field(default_factory=list)
 
 
-@dataclass(slots=True)
-class RequestState:
+class RequestState(msgspec.Struct, gc=False):
     params: dict[str, Any]
     headers: RequestHeaders
     pathname: str
     trace: RequestTrace
-    attempts: list[AttemptRecord] = field(default_factory=list)
+    attempts: list[AttemptRecord] = msgspec.field(default_factory=list)
     waited_ms: float = 0.0
 
 

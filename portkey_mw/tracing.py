@@ -13,8 +13,9 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 try:  # optional: portkey_mw[otel]
     from opentelemetry import trace as _otel_trace
@@ -53,8 +54,7 @@ def _w3c_trace_id(trace_id: str) -> str | None:
     return candidate if _HEX32.match(candidate) and set(candidate) != {"0"} else None
 
 
-@dataclass(slots=True)
-class RequestTrace:
+class RequestTrace(msgspec.Struct, gc=False):
     trace_id: str
     span_id: str
     parent_span_id: str | None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -90,12 +89,11 @@ def relayable(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
     return out
 
 
-@dataclass(slots=True)
-class Answer:
+class Answer(msgspec.Struct):
     """What one attempt produced."""
 
     status: int
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = msgspec.field(default_factory=list)
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
     error_type: str | None = None
@@ -104,7 +102,7 @@ class Answer:
     retry_after_s: float | None = None
     upstream_ms: float | None = None
     ttft_ms: float | None = None
-    dropped: list[str] = field(default_factory=list)
+    dropped: list[str] = msgspec.field(default_factory=list)
     cache_status: str = "DISABLED"
     closer: Any = None
 

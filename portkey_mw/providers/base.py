@@ -34,8 +34,7 @@ JSONDict = dict[str, Any]
 _ENCODER = msgspec.json.Encoder()
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(msgspec.Struct, frozen=True, gc=False):
     """One resolved upstream target: who to call and with which credentials and options.
 
     ``options`` holds the provider's own settings under snake_case names (``resource_name``,
@@ -45,7 +44,7 @@ class Target:
 
     provider: Provider
     api_key: str | None = None
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = msgspec.field(default_factory=dict)
     custom_host: str | None = None
     # May the provider fall back to the server's own credentials (the AWS credential chain)
     # when the request brings none? The operator decides (``ambient_credentials``).
@@ -62,8 +61,7 @@ class Target:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
+class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
     """A fully built provider request. ``body`` is exactly the bytes sent (and signed)."""
 
     url: str
@@ -95,8 +93,7 @@ DROP: Any = msgspec.UNSET
 ParamTable = Mapping[str, ParamSpec | tuple[ParamSpec, ...]]
 
 
-@dataclass(slots=True)
-class Usage:
+class Usage(msgspec.Struct, gc=False):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -123,16 +120,15 @@ def usage_from(raw: Any) -> Usage | None:
     return Usage(prompt, output, total if isinstance(total, int) else prompt + output)
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseContext:
+class ResponseContext(msgspec.Struct, frozen=True, gc=False):
     """Everything a response, error or stream hook may need, in one frozen argument."""
 
     provider: str
     params: Params
     status: int = 200
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
     clock: Callable[[], float] = time.time
-    new_id: Callable[[], str] = field(default=lambda: f"cmpl-{uuid.uuid4().hex}")
+    new_id: Callable[[], str] = lambda: f"cmpl-{uuid.uuid4().hex}"
 
     @property
     def model(self) -> str:

@@ -19,12 +19,13 @@ only here, lazily; without it a request that needs it is a 400 that says so.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
 from typing import Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 from portkey_mw.errors import AuthenticationFailed, InvalidRequest
 from portkey_mw.providers.base import Target, UpstreamRequest
@@ -154,4 +155,4 @@ def _host_header(url: str) -> str:
 
 
 def _with(request: UpstreamRequest, headers: dict[str, str]) -> UpstreamRequest:
-    return dataclasses.replace(request, headers={**request.headers, **headers})
+    return msgspec.structs.replace(request, headers={**request.headers, **headers})
