@@ -106,7 +106,12 @@ class AiohttpUpstream:
                 limit=self._max_connections, keepalive_timeout=30.0, ttl_dns_cache=300
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, skip_auto_headers=("User-Agent",)
+                connector=connector,
+                timeout=self._timeout,
+                skip_auto_headers=("User-Agent",),
+                # One session serves every user: a cookie a provider set for one request
+                # must never ride along on the next (and keeping none costs nothing).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -167,6 +172,9 @@ class HttpxUpstream:
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamResponse:
         request = self.client.build_request("POST", url, headers=headers, content=body)
+        if "cookie" not in headers:
+            # The client's jar keeps what providers set; it must not reach other requests.
+            request.headers.pop("cookie", None)
         return _HttpxResponse(await self.client.send(request, stream=True))
 
     async def aclose(self) -> None:

@@ -270,6 +270,22 @@ async def test_compressed_answer_within_the_cap_is_relayed_inflated() -> None:
     assert response.json() == COMPLETION
 
 
+async def test_cookies_a_provider_sets_never_reach_later_requests() -> None:
+    """The upstream client is shared by every user of the gateway: a cookie one answer set
+    (a sticky session, an edge's bot token) must not ride along on anyone's next request."""
+    body = json.dumps(COMPLETION).encode()
+    cookie = {"set-cookie": "session=tenant-a; Path=/; Max-Age=3600"}
+    with FaultServer(answer(body, **cookie)) as server:
+        # a host name, not 127.0.0.1: cookie jars ignore cookies of bare IP addresses
+        async with gateway_to(f"http://localhost:{server.port}") as client:
+            for _ in range(3):
+                response = await post(client)
+                assert response.status_code == 200
+                assert "set-cookie" not in response.headers
+    assert len(server.requests) == 3
+    assert not [r for r in server.requests if b"\r\ncookie:" in r.lower()]
+
+
 # --- a 5xx storm -------------------------------------------------------------------------------
 
 

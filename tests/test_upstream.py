@@ -157,3 +157,23 @@ async def test_compatible_error_shapes() -> None:
         assert response.status_code == 400
         assert response.json()["error"]["message"] == message
         assert response.json()["provider"] == "anyscale"
+
+
+async def test_an_injected_clients_cookie_jar_never_reaches_later_requests() -> None:
+    """httpx clients keep the cookies answers set; a gateway's requests must not carry them
+    from one user to the next (a cookie the request forwards itself still goes)."""
+    client, upstream = gateway(
+        lambda r: httpx.Response(
+            200,
+            json={"id": "c", "object": "text_completion", "model": "m", "choices": []},
+            headers={"set-cookie": "session=tenant-a; Path=/; Max-Age=3600"},
+        )
+    )
+    for _ in range(2):
+        response = await client.post("/v1/completions", json=BODY, headers=HEADERS)
+        assert response.status_code == 200
+    assert [r.headers.get("cookie") for r in upstream.requests] == [None, None]
+    forwarded = {**HEADERS, "x-portkey-forward-headers": "cookie", "cookie": "mine=1"}
+    response = await client.post("/v1/completions", json=BODY, headers=forwarded)
+    assert response.status_code == 200
+    assert upstream.requests[-1].headers.get("cookie") == "mine=1"
