@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -32,7 +33,7 @@ class CachedAnswer(msgspec.Struct, array_like=True):
     """What a cache entry holds: a JSON body, or the SSE frames of a finished stream."""
 
     status: int
-    headers: list[tuple[bytes, bytes]]
+    headers: Sequence[tuple[bytes, bytes]]
     body: bytes | None = None
     frames: list[bytes] | None = None
     usage: Usage | None = None

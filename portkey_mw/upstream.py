@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -93,7 +93,8 @@ class Answer(msgspec.Struct):
     """What one attempt produced."""
 
     status: int
-    headers: list[tuple[bytes, bytes]] = msgspec.field(default_factory=list)
+    # Tuples by default: shared, nothing allocated for what most answers never fill.
+    headers: Sequence[tuple[bytes, bytes]] = ()
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
     error_type: str | None = None
@@ -102,7 +103,7 @@ class Answer(msgspec.Struct):
     retry_after_s: float | None = None
     upstream_ms: float | None = None
     ttft_ms: float | None = None
-    dropped: list[str] = msgspec.field(default_factory=list)
+    dropped: Sequence[str] = ()
     cache_status: str = "DISABLED"
     closer: Any = None
 
