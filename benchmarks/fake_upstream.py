@@ -53,8 +53,13 @@ def _json_response(body: bytes, status: bytes = b"200 OK") -> bytes:
     return head + body
 
 
+def _compact(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def sse_events(chunks: int) -> list[bytes]:
-    """The SSE events (each ``data: ...\\n\\n``) of a stream of ``chunks`` text chunks."""
+    """The SSE events (each ``data: ...\\n\\n``) of a stream of ``chunks`` text chunks, in
+    compact JSON as OpenAI sends its stream (``"finish_reason":null``, no spaces)."""
     base = {
         "id": "cmpl-bench-0002",
         "object": "text_completion",
@@ -64,9 +69,9 @@ def sse_events(chunks: int) -> list[bytes]:
     events: list[bytes] = []
     for i in range(chunks):
         choice = {"text": f" word{i}", "index": 0, "logprobs": None, "finish_reason": None}
-        events.append(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+        events.append(b"data: " + _compact({**base, "choices": [choice]}) + b"\n\n")
     final = {"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}
-    events.append(b"data: " + json.dumps({**base, "choices": [final]}).encode() + b"\n\n")
+    events.append(b"data: " + _compact({**base, "choices": [final]}) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     return events
 
