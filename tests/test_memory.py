@@ -70,6 +70,10 @@ class _Unrecorded(Upstream):
 CASES: dict[str, tuple[dict[str, str], Any]] = {
     "json": (HEADERS, {"model": "m", "prompt": "p"}),
     "stream": (HEADERS, {"model": "m", "prompt": "p", "stream": True}),
+    "stream, chunks rebuilt": (
+        {**HEADERS, "x-portkey-provider": "together-ai"},
+        {"model": "m", "prompt": "p", "stream": True},
+    ),
     "retries and fallback": ({"x-portkey-config": FALLBACK}, {"model": "m", "prompt": "p"}),
     "invalid body": (HEADERS, {"model": "m", "prompt": "p", "max_tokens": "many"}),
     "cache hit": (
