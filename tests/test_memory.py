@@ -18,17 +18,10 @@ import pytest
 import structlog
 
 from portkey_mw.logconfig import configure_logging
+from tests.fakes import COMPLETION
 from tests.helpers import Upstream, gateway
 
 HEADERS = {"x-portkey-provider": "openai", "authorization": "Bearer sk-memory-test-key"}
-ANSWER = {
-    "id": "cmpl-1",
-    "object": "text_completion",
-    "created": 1,
-    "model": "m",
-    "choices": [{"text": "hi", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}
 STREAM = b"".join(
     b'data: {"id":"c","object":"text_completion","model":"m","choices":[{"text":"'
     + word
@@ -56,7 +49,7 @@ def _answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=STREAM, headers={"content-type": "text/event-stream"})
     if request.headers.get("authorization") == "Bearer sk-first-target-key":
         return httpx.Response(500, json={"error": {"message": "down", "type": "server_error"}})
-    return httpx.Response(200, json=ANSWER, headers={"x-request-id": "req-1"})
+    return httpx.Response(200, json=COMPLETION, headers={"x-request-id": "req-1"})
 
 
 class _Unrecorded(Upstream):
