@@ -119,11 +119,7 @@ class Pipeline:
                 body = await read_body(receive, self.settings.max_body_bytes, _json_length(raw))
                 plan, state = self._prepare(raw, body, request, scope)
             except GatewayError as error:
-                log = request.log
-                log["error_type"] = error.error_type
-                log["error_param"] = error.param
-                await send_error(send, error, request.trace_header)
-                status = error.status
+                status = await _refuse(send, error, request)
                 return
             guard = self.watch.enter(receive, send)
             try:
@@ -178,20 +174,16 @@ class Pipeline:
         request: _Request,
     ) -> int:
         log = request.log
-        trace_header = request.trace_header
         try:
             outcome = await self.router.run(plan, state)
         except GatewayError as error:  # routing itself refused (e.g. no conditional match)
-            log["error_type"] = error.error_type
-            log["error_param"] = error.param
-            await send_error(send, error, trace_header)
-            return error.status
+            return await _refuse(send, error, request)
         answer = outcome.answer
         try:
             describe_outcome(log, outcome)
             overhead = _overhead_ms(request.started, outcome, state.waited_ms)
             log["overhead_ms"] = overhead
-            headers = [*trace_header, *_portkey_headers(outcome), *answer.headers]
+            headers = [*request.trace_header, *_portkey_headers(outcome), *answer.headers]
             if self.settings.overhead_header:
                 headers.append((b"x-portkey-overhead-ms", f"{overhead:.3f}".encode()))
             capture = self.settings.log_prompts
@@ -249,6 +241,16 @@ class Pipeline:
                 {"type": "http.response.body", "body": _error_frame(broken), "more_body": True}
             )
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+
+
+async def _refuse(send: Any, error: GatewayError, request: _Request) -> int:
+    """Answer a request the gateway refuses with the error in the OpenAI shape; noted in the
+    log event."""
+    log = request.log
+    log["error_type"] = error.error_type
+    log["error_param"] = error.param
+    await send_error(send, error, request.trace_header)
+    return error.status
 
 
 async def _iterate(frames: list[bytes]) -> AsyncIterator[bytes]:

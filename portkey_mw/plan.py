@@ -125,12 +125,10 @@ class Planner:
         config = self.config_for(headers)
         if config is None:  # headers only: nothing to inherit
             return self._header_leaf(headers, _EMPTY_CONFIG, _NOTHING_INHERITED)
-        root = config
-        inherited = _NOTHING_INHERITED
-        if root.provider is None and root.virtual_key is None and root.targets is None:
-            return self._header_leaf(headers, root, _inherit(inherited, root))
+        if config.provider is None and config.virtual_key is None and config.targets is None:
+            return self._header_leaf(headers, config, _inherit(_NOTHING_INHERITED, config))
         registered = headers.config is not None and not headers.config.startswith("{")
-        return self._node(root, "config", headers, inherited, registered)
+        return self._node(config, "config", headers, _NOTHING_INHERITED, registered)
 
     def provider(self, name: str, param: str) -> Provider:
         provider = self.registry.get(name)
