@@ -20,6 +20,13 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from portkey_mw._version import __version__
+
+# Sent unless the request forwards its own. A default session header, not
+# ``skip_auto_headers``: skipping sends aiohttp down a slow path (a sorted header dict built
+# and merged) on every request.
+USER_AGENT = f"portkey_mw/{__version__}"
+
 
 class UpstreamResponse(Protocol):
     status: int
@@ -108,7 +115,7 @@ class AiohttpUpstream:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
-                skip_auto_headers=("User-Agent",),
+                headers={"User-Agent": USER_AGENT},
                 # One session serves every user: a cookie a provider set for one request
                 # must never ride along on the next (and keeping none costs nothing).
                 cookie_jar=aiohttp.DummyCookieJar(),

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from portkey_mw import PortkeyMiddleware
+from portkey_mw import PortkeyMiddleware, __version__
 from tests.faults_fakes import (
     COMPLETION,
     Connection,
@@ -284,6 +284,19 @@ async def test_cookies_a_provider_sets_never_reach_later_requests() -> None:
                 assert "set-cookie" not in response.headers
     assert len(server.requests) == 3
     assert not [r for r in server.requests if b"\r\ncookie:" in r.lower()]
+
+
+async def test_upstream_requests_name_the_gateway_as_user_agent() -> None:
+    """Some provider edges refuse requests without a User-Agent; aiohttp's own would name
+    the HTTP library instead of the gateway."""
+    body = json.dumps(COMPLETION).encode()
+    with FaultServer(answer(body)) as server:
+        async with gateway_to(server.url) as client:
+            response = await post(client)
+    assert response.status_code == 200
+    [sent] = server.requests
+    user_agents = [line for line in sent.lower().split(b"\r\n") if line.startswith(b"user-agent:")]
+    assert user_agents == [f"user-agent: portkey_mw/{__version__}".encode()]
 
 
 # --- a 5xx storm -------------------------------------------------------------------------------
