@@ -16,6 +16,23 @@ import msgspec
 import structlog
 
 LOGGER = structlog.get_logger("portkey_mw")
+_ASSEMBLED: list[Any] = []
+
+
+def logger() -> Any:
+    """The ``portkey_mw`` logger as structlog assembles it now.
+
+    Once structlog keeps the assembled logger (``cache_logger_on_first_use``), the proxy never
+    changes it again, so neither do we: keeping it saves the proxy's ``__getattr__`` and
+    ``bind`` on every event (two or more per request). Without that setting every call
+    assembles anew, so a reconfiguration takes effect at once, as structlog promises.
+    """
+    if _ASSEMBLED:
+        return _ASSEMBLED[0]
+    assembled = LOGGER.bind()
+    if "bind" in vars(LOGGER):  # structlog replaced the proxy's bind: the logger is final
+        _ASSEMBLED.append(assembled)
+    return assembled
 
 
 class UsageField(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,12 +79,13 @@ class CompletionEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def emit_completion(status: int, fields: dict[str, Any]) -> None:
+    log = logger()
     if status >= 500:
-        LOGGER.error("completion", status=status, **fields)
+        log.error("completion", status=status, **fields)
     elif status >= 400:
-        LOGGER.warning("completion", status=status, **fields)
+        log.warning("completion", status=status, **fields)
     else:
-        LOGGER.info("completion", status=status, **fields)
+        log.info("completion", status=status, **fields)
 
 
 # Keys whose values are secrets wherever they appear in an event (case-insensitive, with
@@ -112,6 +130,9 @@ def mask(value: str) -> str:
 # no Python call per key.
 _PLAIN_NAMES: set[str] = set()
 _CONTAINERS = (dict, list)
+# Most values are exactly one of these: ``type(v) in`` a set rules them out at half the
+# cost of a failed ``isinstance(v, _CONTAINERS)`` (subclasses still get the isinstance).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _secret_names(keys: KeysView[Any]) -> Sequence[str]:
@@ -137,6 +158,8 @@ def _redact(value: Any) -> Any:
                 changed = changed if changed is not None else dict(value)
                 changed[key] = mask(str(value[key]))
         for key, item in value.items():
+            if type(item) in _SCALARS:
+                continue
             if isinstance(item, _CONTAINERS) and (changed is None or changed[key] is item):
                 new = _redact(item)
                 if new is not item:
@@ -146,6 +169,8 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list):
         out: list[Any] | None = None
         for index, item in enumerate(value):
+            if type(item) in _SCALARS:
+                continue
             if isinstance(item, _CONTAINERS):
                 new = _redact(item)
                 if new is not item:
@@ -164,6 +189,8 @@ def redact_secrets(
         if event[key]:
             event[key] = mask(str(event[key]))
     for key, value in event.items():
+        if type(value) in _SCALARS:
+            continue
         if isinstance(value, _CONTAINERS):
             event[key] = _redact(value)
     return event

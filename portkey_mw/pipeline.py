@@ -11,6 +11,7 @@ import contextlib
 import time
 import traceback
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -47,6 +48,18 @@ _INTERNAL = GatewayError("The gateway failed to handle this request.", code="int
 _SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 _JSON_TYPE = (b"content-type", b"application/json")
 _ENCODER = msgspec.json.Encoder()
+
+
+def _structlog_var(key: str) -> ContextVar[Any]:
+    """structlog's own context variable for ``key`` (the one ``bind_contextvars`` sets and
+    ``merge_contextvars`` reads), found once through the public token: setting it directly
+    costs a tenth of a ``bind_contextvars`` + ``reset_contextvars`` pair per request."""
+    tokens = bind_contextvars(**{key: None})
+    reset_contextvars(**tokens)
+    return tokens[key].var
+
+
+_TRACE_ID = _structlog_var("trace_id")
 
 
 class _Request(msgspec.Struct, gc=False):
@@ -113,7 +126,7 @@ class Pipeline:
         )
         status = 500
         # Your own log lines carry the trace id while the request runs (reset afterwards).
-        tokens = bind_contextvars(trace_id=trace_id)
+        token = _TRACE_ID.set(trace_id)
         try:
             try:
                 body = await read_body(receive, self.settings.max_body_bytes, _json_length(raw))
@@ -138,7 +151,7 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 await send_error(send, _INTERNAL, [])
         finally:
-            reset_contextvars(**tokens)
+            _TRACE_ID.reset(token)
             log = request.log
             log["latency_ms"] = round((time.perf_counter() - request.started) * 1000, 3)
             if request.trace is not None:
@@ -159,7 +172,7 @@ class Pipeline:
         if headers.trace_id != log["trace_id"]:  # from traceparent or OpenTelemetry
             log["trace_id"] = headers.trace_id
             request.trace_header = [(b"x-portkey-trace-id", headers.trace_id.encode("latin-1"))]
-            bind_contextvars(trace_id=headers.trace_id)
+            _TRACE_ID.set(headers.trace_id)
         describe_request(log, headers, trace)
         params = decode_body(body)
         describe_params(log, params, headers, self.settings)

@@ -18,7 +18,7 @@ import msgspec
 from portkey_mw.clients import UpstreamClient
 from portkey_mw.conditions import matches
 from portkey_mw.errors import GatewayError, InvalidRequest
-from portkey_mw.events import LOGGER, mask
+from portkey_mw.events import logger, mask
 from portkey_mw.fanout import fan_out_needed, run_fanned_out
 from portkey_mw.headers import RequestHeaders, check_upstream_headers
 from portkey_mw.plan import Branch, Leaf, Node
@@ -151,7 +151,7 @@ class Router:
                     leaf.path, leaf.target.provider.name, answer.status, answer.upstream_ms
                 )
             )
-            LOGGER.debug(
+            logger().debug(
                 "completion_attempt",
                 target=leaf.path,
                 provider=leaf.target.provider.name,
