@@ -50,9 +50,10 @@ class PortkeyMiddleware:
         # benchmarks/). ``markcoroutinefunction`` keeps servers seeing an ASGI 3 app.
         scope_type = scope["type"]
         if scope_type == "http":
-            path = scope["path"]
-            if path == self._path or (
-                path.endswith(self._path) and self._relative(scope) == self._path
+            # Only a mounted app (a root_path) needs the relative path worked out; a failed
+            # ``str.endswith`` per request cost more than the rest of this check together.
+            if scope["path"] == self._path or (
+                scope.get("root_path") and self._relative(scope) == self._path
             ):
                 if scope["method"] == "POST":
                     return self.pipeline.handle(scope, receive, send)
