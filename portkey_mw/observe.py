@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 _ANY = msgspec.json.Decoder()
 
 
+def to_microsecond(milliseconds: float) -> float:
+    """A duration in ms, kept to the microsecond for the log: ``round(x * 1000) / 1000``
+    costs less than half of ``round(x, 3)`` (no trip through decimal digits)."""
+    return round(milliseconds * 1000) / 1000
+
+
 def describe_request(log: dict[str, Any], headers: RequestHeaders, trace: RequestTrace) -> None:
     log["span_id"] = trace.span_id
     if trace.parent_span_id is not None:
@@ -52,7 +58,8 @@ def describe_outcome(log: dict[str, Any], outcome: Outcome) -> None:
         {"target": a.path, "provider": a.provider, "status": a.status, "upstream_ms": a.upstream_ms}
         for a in outcome.attempts
     ]
-    log["upstream_ms"] = round(answer.upstream_ms, 3) if answer.upstream_ms is not None else None
+    upstream_ms = answer.upstream_ms
+    log["upstream_ms"] = to_microsecond(upstream_ms) if upstream_ms is not None else None
     log["cache_status"] = answer.cache_status
     if answer.dropped:
         log["dropped_params"] = answer.dropped

@@ -31,6 +31,7 @@ from portkey_mw.observe import (
     describe_outcome,
     describe_params,
     describe_request,
+    to_microsecond,
 )
 from portkey_mw.plan import Node, Planner
 from portkey_mw.providers import REGISTRY
@@ -153,7 +154,7 @@ class Pipeline:
         finally:
             _TRACE_ID.reset(token)
             log = request.log
-            log["latency_ms"] = round((time.perf_counter() - request.started) * 1000, 3)
+            log["latency_ms"] = to_microsecond((time.perf_counter() - request.started) * 1000)
             if request.trace is not None:
                 self.tracer.finish(request.trace, status, log)
             emit_completion(status, log)
@@ -235,7 +236,7 @@ class Pipeline:
         try:
             async for frame in frames:
                 if first:
-                    log["ttft_ms"] = round((time.perf_counter() - request.started) * 1000, 3)
+                    log["ttft_ms"] = to_microsecond((time.perf_counter() - request.started) * 1000)
                     first = False
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         except StreamFailure as failure:
@@ -307,8 +308,10 @@ def _log_internal_error(exc: Exception, log: dict[str, Any]) -> None:
 def _overhead_ms(started: float, outcome: Outcome, waited_ms: float) -> float:
     """The gateway's own time so far: all of it but upstream waits and retry backoff."""
     elapsed = (time.perf_counter() - started) * 1000
-    upstream = sum(a.upstream_ms or 0.0 for a in outcome.attempts)
-    return round(max(elapsed - upstream - waited_ms, 0.0), 3)
+    upstream = 0.0
+    for attempt in outcome.attempts:  # a loop, not sum() over a generator: usually one
+        upstream += attempt.upstream_ms or 0.0
+    return to_microsecond(max(elapsed - upstream - waited_ms, 0.0))
 
 
 def _portkey_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:

@@ -85,6 +85,13 @@ class ParamSpec:
     convert: Callable[[Any, Params], Any] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    # Worked out once: most rows are a flat rename without a range (two calls fewer each).
+    nested: bool = field(init=False, default=False)
+    ranged: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nested", "." in self.to)
+        object.__setattr__(self, "ranged", self.minimum is not None or self.maximum is not None)
 
 
 DROP: Any = msgspec.UNSET
@@ -274,8 +281,12 @@ def apply_table(table: ParamTable, params: Params) -> tuple[JSONDict, list[str]]
             converted = spec.convert(value, params) if spec.convert is not None else value
             if converted is DROP:
                 continue
-            _check_range(name, converted, spec)
-            _put(out, spec.to, converted)
+            if spec.ranged:
+                _check_range(name, converted, spec)
+            if spec.nested:
+                _put(out, spec.to, converted)
+            else:
+                out[spec.to] = converted
     dropped = [name for name, value in params.items() if name not in table and value is not None]
     return out, dropped
 
