@@ -55,12 +55,24 @@ class RequestHeaders(msgspec.Struct, gc=False):
         return found
 
 
+# Header names seen before, decoded: the same few names come on every request, and a lookup
+# costs less than decoding and lower-casing them again. Bounded: clients choose the names.
+_NAMES: dict[bytes, str] = {}
+
+
 def decode_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     headers: dict[str, str] = {}
+    names = _NAMES
     for name, value in raw_headers:
-        key = name.decode("latin-1").lower()
+        key = names.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
+            if len(names) < 512:
+                names[name] = key
         text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        if key in headers:  # a repeated header: its values joined, as HTTP allows
+            text = f"{headers[key]}, {text}"
+        headers[key] = text
     return headers
 
 
@@ -158,6 +170,8 @@ def is_header_safe(value: str) -> bool:
 
 def check_upstream_headers(headers: Mapping[str, str]) -> None:
     """A 400 naming the header when a client-supplied value cannot be sent upstream."""
+    if is_header_safe("".join(headers.values())):  # all at once: the usual case
+        return
     for name, value in headers.items():
         if not is_header_safe(value):
             raise InvalidRequest(
