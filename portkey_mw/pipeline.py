@@ -289,6 +289,8 @@ def _json_length(raw: dict[str, str]) -> str | None:
 
 
 def _is_json(content_type: str) -> bool:
+    if content_type == "application/json":  # what nearly every client sends
+        return True
     media = content_type.split(";", maxsplit=1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
