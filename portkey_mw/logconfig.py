@@ -104,7 +104,9 @@ def _direct_logger_class(level: int, chain: structlog.typing.Processor) -> type[
                 event_kw = {**self._context, **event_kw}
             if event is not None:
                 event_kw["event"] = event
-            return self._logger.msg(chain(self._logger, method_name, event_kw))
+            # The logger's own method for the level, as structlog calls it (a WriteLogger's
+            # are all ``msg``; another factory's may not be). The chain never drops events.
+            return getattr(self._logger, method_name)(chain(self._logger, method_name, event_kw))
 
     return DirectBoundLogger
 

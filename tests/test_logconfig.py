@@ -129,3 +129,15 @@ def test_console_rendering_is_one_line_per_event() -> None:
     assert "completion" in text
     assert "status" in text
     assert "sk-abcdef123456789" not in text
+
+
+def test_a_host_that_swaps_the_logger_factory_gets_each_level_through_its_method(
+    stream: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stdlib logger has no ``msg``: the direct path calls the level's own method."""
+    structlog.configure(logger_factory=structlog.stdlib.LoggerFactory())
+    with caplog.at_level(logging.INFO, logger="portkey_mw"):
+        structlog.get_logger("portkey_mw").warning("completion", status=429)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert json.loads(record.getMessage())["status"] == 429
