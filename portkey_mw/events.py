@@ -35,6 +35,13 @@ def logger() -> Any:
     return assembled
 
 
+def forget_logger() -> None:
+    """Assemble the logger anew on the next event (``configure_logging`` calls this, so a
+    new configuration reaches portkey_mw's events even after the first one was logged)."""
+    _ASSEMBLED.clear()
+    vars(LOGGER).pop("bind", None)  # the proxy's cached bind (see ``logger``)
+
+
 class UsageField(msgspec.Struct, forbid_unknown_fields=True):
     prompt_tokens: int
     completion_tokens: int
@@ -80,12 +87,14 @@ class CompletionEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 def emit_completion(status: int, fields: dict[str, Any]) -> None:
     log = logger()
-    if status >= 500:
-        log.error("completion", status=status, **fields)
-    elif status >= 400:
-        log.warning("completion", status=status, **fields)
+    method = "error" if status >= 500 else "warning" if status >= 400 else "info"
+    # configure_logging's own logger takes the dict as it is (no keyword copies); any other
+    # goes through its level method as usual.
+    emit = getattr(log, "portkey_mw_emit", None)
+    if emit is not None:
+        emit(method, "completion", {"status": status, **fields})
     else:
-        log.info("completion", status=status, **fields)
+        getattr(log, method)("completion", status=status, **fields)
 
 
 # Keys whose values are secrets wherever they appear in an event (case-insensitive, with

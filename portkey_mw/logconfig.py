@@ -19,7 +19,7 @@ from typing import Any, TextIO, cast
 import msgspec
 import structlog
 
-from portkey_mw.events import redact_secrets
+from portkey_mw.events import forget_logger, redact_secrets
 
 
 def _event_first(
@@ -54,6 +54,8 @@ def add_timestamp(
 
 
 _METHOD_LEVELS = {"warn": "warning", "exception": "error"}
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LEVELS.update(error=logging.ERROR, critical=logging.CRITICAL)
 
 
 def _one_pass(render: Callable[[str, dict[str, Any]], str]) -> structlog.typing.Processor:
@@ -96,10 +98,21 @@ def _direct_logger_class(level: int, chain: structlog.typing.Processor) -> type[
         def _proxy_to_logger(
             self, method_name: str, event: str | None = None, **event_kw: Any
         ) -> Any:
+            # event_kw is this call's own dict: the event is built in it.
+            return self._direct(method_name, event, event_kw)
+
+        def portkey_mw_emit(self, method_name: str, event: str, fields: dict[str, Any]) -> Any:
+            """``self.<method_name>(event, **fields)``, taking ``fields`` as the event's own
+            dict (it is changed) without the two keyword copies of a call: for the
+            completion event, which is built field by field on every request."""
+            if _LEVELS[method_name] < level:
+                return None
+            return self._direct(method_name, event, fields)
+
+        def _direct(self, method_name: str, event: str | None, event_kw: dict[str, Any]) -> Any:
             processors = self._processors
             if len(processors) != 1 or processors[0] is not chain:
                 return super()._proxy_to_logger(method_name, event, **event_kw)
-            # event_kw is this call's own dict: the event is built in it.
             if self._context:
                 event_kw = {**self._context, **event_kw}
             if event is not None:
@@ -128,6 +141,7 @@ def configure_logging(
     events go through stdlib handlers so the file can rotate.
     """
     output = stream or sys.stdout
+    forget_logger()
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(serializer=_dumps)
         if json

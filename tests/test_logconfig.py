@@ -13,18 +13,24 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from portkey_mw.events import emit_completion, forget_logger
 from portkey_mw.logconfig import configure_logging
 
 
+@pytest.fixture(autouse=True)
+def _leave_logging_as_found() -> Iterator[None]:
+    """configure_logging caches the assembled logger: later tests must not write here."""
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    forget_logger()
+
+
 @pytest.fixture
-def stream() -> Iterator[io.StringIO]:
+def stream() -> io.StringIO:
     out = io.StringIO()
     configure_logging(json=True, stream=out)
-    try:
-        yield out
-    finally:
-        structlog.reset_defaults()
-        structlog.contextvars.clear_contextvars()
+    return out
 
 
 def lines(out: io.StringIO) -> list[dict[str, Any]]:
@@ -96,13 +102,10 @@ def test_an_exception_is_rendered_as_text(stream: io.StringIO) -> None:
 def test_levels_below_the_configured_one_are_dropped() -> None:
     out = io.StringIO()
     configure_logging(json=True, stream=out, level=logging.WARNING)
-    try:
-        log = structlog.get_logger("portkey_mw")
-        log.info("dropped")
-        log.debug("dropped")
-        log.error("kept", status=500)
-    finally:
-        structlog.reset_defaults()
+    log = structlog.get_logger("portkey_mw")
+    log.info("dropped")
+    log.debug("dropped")
+    log.error("kept", status=500)
     assert [(line["level"], line["event"]) for line in lines(out)] == [("error", "kept")]
 
 
@@ -118,12 +121,7 @@ def test_capture_logs_still_sees_events_after_configure_logging(stream: io.Strin
 def test_console_rendering_is_one_line_per_event() -> None:
     out = io.StringIO()
     configure_logging(json=False, stream=out)
-    try:
-        structlog.get_logger("portkey_mw").info(
-            "completion", status=200, api_key="sk-abcdef123456789"
-        )
-    finally:
-        structlog.reset_defaults()
+    structlog.get_logger("portkey_mw").info("completion", status=200, api_key="sk-abcdef123456789")
     text = out.getvalue()
     assert text.count("\n") == 1
     assert "completion" in text
@@ -141,3 +139,33 @@ def test_a_host_that_swaps_the_logger_factory_gets_each_level_through_its_method
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert json.loads(record.getMessage())["status"] == 429
+
+
+def test_the_completion_event_reads_the_same_as_a_keyword_call(stream: io.StringIO) -> None:
+    """``emit_completion`` hands its dict over whole; the line must not tell."""
+    fields = {"trace_id": "t-1", "usage": {"total_tokens": 3}, "api_key": "sk-abcdef123456789"}
+    emit_completion(200, dict(fields))
+    structlog.get_logger("portkey_mw").info("completion", status=200, **fields)
+    emitted, called = lines(stream)
+    assert list(emitted) == list(called)
+    assert {k: v for k, v in emitted.items() if k != "timestamp"} == {
+        k: v for k, v in called.items() if k != "timestamp"
+    }
+    assert emitted["api_key"] != fields["api_key"]
+
+
+def test_the_completion_event_follows_the_configured_level() -> None:
+    out = io.StringIO()
+    configure_logging(json=True, stream=out, level=logging.WARNING)
+    emit_completion(200, {"trace_id": "ok"})
+    emit_completion(429, {"trace_id": "limited"})
+    emit_completion(502, {"trace_id": "down"})
+    with capture_logs() as captured:
+        emit_completion(503, {"trace_id": "captured"})
+    assert [(line["level"], line["trace_id"]) for line in lines(out)] == [
+        ("warning", "limited"),
+        ("error", "down"),
+    ]
+    assert captured == [
+        {"event": "completion", "status": 503, "trace_id": "captured", "log_level": "error"}
+    ]
