@@ -9,6 +9,7 @@ the operator opts in (``log_prompts``), no prompt or completion text is ever par
 
 from __future__ import annotations
 
+import logging
 from collections.abc import KeysView, MutableMapping, Sequence
 from typing import Any
 
@@ -33,6 +34,12 @@ def logger() -> Any:
     if "bind" in vars(LOGGER):  # structlog replaced the proxy's bind: the logger is final
         _ASSEMBLED.append(assembled)
     return assembled
+
+
+def debug_enabled(log: Any) -> bool:
+    """Whether ``log`` keeps debug events (any logger without ``is_enabled_for``: yes)."""
+    enabled = getattr(log, "is_enabled_for", None)
+    return enabled is None or bool(enabled(logging.DEBUG))
 
 
 def forget_logger() -> None:

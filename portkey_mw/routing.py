@@ -18,7 +18,7 @@ import msgspec
 from portkey_mw.clients import UpstreamClient
 from portkey_mw.conditions import matches
 from portkey_mw.errors import GatewayError, InvalidRequest
-from portkey_mw.events import logger, mask
+from portkey_mw.events import debug_enabled, logger, mask
 from portkey_mw.fanout import fan_out_needed, run_fanned_out
 from portkey_mw.headers import RequestHeaders, check_upstream_headers
 from portkey_mw.plan import Branch, Leaf, Node
@@ -151,15 +151,17 @@ class Router:
                     leaf.path, leaf.target.provider.name, answer.status, answer.upstream_ms
                 )
             )
-            logger().debug(
-                "completion_attempt",
-                target=leaf.path,
-                provider=leaf.target.provider.name,
-                attempt=number,
-                status=answer.status,
-                upstream_ms=answer.upstream_ms,
-                cache_status=answer.cache_status,
-            )
+            log = logger()
+            if debug_enabled(log):  # usually not: then no event is built at all
+                log.debug(
+                    "completion_attempt",
+                    target=leaf.path,
+                    provider=leaf.target.provider.name,
+                    attempt=number,
+                    status=answer.status,
+                    upstream_ms=answer.upstream_ms,
+                    cache_status=answer.cache_status,
+                )
             retriable = answer.status in codes or answer.error_type == "upstream_error"
             if answer.ok or not retriable:
                 return Outcome(answer, leaf, number, state.attempts)
