@@ -168,32 +168,42 @@ def _secret_names(keys: KeysView[Any]) -> Sequence[str]:
 def _redact(value: Any) -> Any:
     """``value`` with secret-named keys masked; the same object when nothing changes."""
     if isinstance(value, dict):
-        changed: dict[Any, Any] | None = None
-        for key in _secret_names(value.keys()):
+        return _redact_dict(value)
+    if isinstance(value, list):
+        return _redact_list(value)
+    return value
+
+
+def _redact_dict(value: dict[Any, Any]) -> dict[Any, Any]:
+    changed: dict[Any, Any] | None = None
+    keys = value.keys()
+    if not keys <= _PLAIN_NAMES:  # checked here too: no call for the usual dict
+        for key in _secret_names(keys):
             if value[key]:
                 changed = changed if changed is not None else dict(value)
                 changed[key] = mask(str(value[key]))
-        for key, item in value.items():
-            if type(item) in _SCALARS:
-                continue
-            if isinstance(item, _CONTAINERS) and (changed is None or changed[key] is item):
-                new = _redact(item)
-                if new is not item:
-                    changed = changed if changed is not None else dict(value)
-                    changed[key] = new
-        return value if changed is None else changed
-    if isinstance(value, list):
-        out: list[Any] | None = None
-        for index, item in enumerate(value):
-            if type(item) in _SCALARS:
-                continue
-            if isinstance(item, _CONTAINERS):
-                new = _redact(item)
-                if new is not item:
-                    out = out if out is not None else list(value)
-                    out[index] = new
-        return value if out is None else out
-    return value
+    for key, item in value.items():
+        if type(item) in _SCALARS:
+            continue
+        if isinstance(item, _CONTAINERS) and (changed is None or changed[key] is item):
+            new = _redact(item)
+            if new is not item:
+                changed = changed if changed is not None else dict(value)
+                changed[key] = new
+    return value if changed is None else changed
+
+
+def _redact_list(value: list[Any]) -> list[Any]:
+    out: list[Any] | None = None
+    for index, item in enumerate(value):
+        if type(item) in _SCALARS:
+            continue
+        if isinstance(item, _CONTAINERS):
+            new = _redact(item)
+            if new is not item:
+                out = out if out is not None else list(value)
+                out[index] = new
+    return value if out is None else out
 
 
 def redact_secrets(
@@ -201,9 +211,11 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """A structlog processor that masks secret-named keys anywhere in an event (headers
     dicts, nested options). Add it to your own chain; ``configure_logging`` includes it."""
-    for key in _secret_names(event.keys()):
-        if event[key]:
-            event[key] = mask(str(event[key]))
+    keys = event.keys()
+    if not keys <= _PLAIN_NAMES:
+        for key in _secret_names(keys):
+            if event[key]:
+                event[key] = mask(str(event[key]))
     for key, value in event.items():
         if type(value) in _SCALARS:
             continue
