@@ -256,6 +256,43 @@ def node_gateway(workdir: Path, install_dir: Path) -> list[str] | None:
     return [node, "--import", (HERE / "node_loopback.mjs").as_uri(), str(script)]
 
 
+def python_system_argv(name: str, port: int, fake_port: int) -> list[str]:
+    """The command line of one of the Python systems, serving on ``port``."""
+    python = sys.executable
+    upstream = f"http://127.0.0.1:{fake_port}"
+    if name == "bare":
+        return [python, str(HERE / "bare_proxy.py"), "--port", str(port), "--upstream", upstream]
+    if name == "bare-asgi":
+        return [
+            python,
+            str(HERE / "bare_proxy.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            upstream,
+            "--server",
+            "uvicorn",
+        ]
+    if name.startswith("middleware"):
+        variant = name.removeprefix("middleware").lstrip("-")
+        log = "drop" if variant == "nolog" else "json"
+        client = variant if variant in ("lean", "httpx") else "default"
+        return [
+            python,
+            str(HERE / "host_app.py"),
+            "--port",
+            str(port),
+            "--upstream-host",
+            f"127.0.0.1:{fake_port}",
+            "--log",
+            log,
+            "--client",
+            client,
+            *(["--gc-freeze"] if variant == "frozen" else []),
+        ]
+    raise SystemExit(f"unknown system {name!r}")
+
+
 def start_systems(
     names: list[str],
     procs: Processes,
@@ -263,50 +300,12 @@ def start_systems(
     sut_cpus: set[int] | None,
     node_dir: Path,
 ) -> list[System]:
-    python = sys.executable
     systems: list[System] = []
     for name in names:
         port = free_port()
         ready_path = "/health"
         env = None
-        if name == "bare":
-            argv = [
-                python,
-                str(HERE / "bare_proxy.py"),
-                "--port",
-                str(port),
-                "--upstream",
-                f"http://127.0.0.1:{fake_port}",
-            ]
-        elif name == "bare-asgi":
-            argv = [
-                python,
-                str(HERE / "bare_proxy.py"),
-                "--port",
-                str(port),
-                "--upstream",
-                f"http://127.0.0.1:{fake_port}",
-                "--server",
-                "uvicorn",
-            ]
-        elif name.startswith("middleware"):
-            variant = name.removeprefix("middleware").lstrip("-")
-            log = "drop" if variant == "nolog" else "json"
-            client = variant if variant in ("lean", "httpx") else "default"
-            argv = [
-                python,
-                str(HERE / "host_app.py"),
-                "--port",
-                str(port),
-                "--upstream-host",
-                f"127.0.0.1:{fake_port}",
-                "--log",
-                log,
-                "--client",
-                client,
-                *(["--gc-freeze"] if variant == "frozen" else []),
-            ]
-        elif name == "node":
+        if name == "node":
             command = node_gateway(procs.workdir, node_dir)
             if command is None:
                 continue
@@ -314,7 +313,7 @@ def start_systems(
             env = {**os.environ, "NODE_ENV": "production"}
             ready_path = "/"
         else:
-            raise SystemExit(f"unknown system {name!r}")
+            argv = python_system_argv(name, port, fake_port)
         process = procs.spawn(name, argv, env=env)
         try:
             wait_ready(process, port, ready_path)
