@@ -55,7 +55,13 @@ def describe_outcome(log: dict[str, Any], outcome: Outcome) -> None:
         log["model"] = answer.model
     log["retry_count"] = outcome.retry_count
     log["attempts"] = [
-        {"target": a.path, "provider": a.provider, "status": a.status, "upstream_ms": a.upstream_ms}
+        {
+            "target": a.path,
+            "provider": a.provider,
+            "status": a.status,
+            # to the microsecond, like every other duration of the event
+            "upstream_ms": None if a.upstream_ms is None else to_microsecond(a.upstream_ms),
+        }
         for a in outcome.attempts
     ]
     upstream_ms = answer.upstream_ms

@@ -57,6 +57,9 @@ async def test_one_event_with_fields_and_no_secret_or_prompt() -> None:
     assert event["cache_status"] == "DISABLED"
     assert event["latency_ms"] >= 0
     assert event["attempts"][0]["status"] == 200
+    durations = [event[k] for k in ("latency_ms", "upstream_ms", "overhead_ms")]
+    durations.append(event["attempts"][0]["upstream_ms"])
+    assert all(d == round(d, 3) for d in durations)  # to the microsecond, every one
     text = json.dumps(logs, default=str)
     assert SECRET not in text
     assert "SECRET-PROMPT-TEXT" not in text
