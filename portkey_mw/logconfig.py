@@ -54,8 +54,13 @@ def add_timestamp(
 
 
 _METHOD_LEVELS = {"warn": "warning", "exception": "error"}
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
-_LEVELS.update(error=logging.ERROR, critical=logging.CRITICAL)
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
 def _one_pass(render: Callable[[str, dict[str, Any]], str]) -> structlog.typing.Processor:
