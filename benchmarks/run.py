@@ -260,9 +260,8 @@ def python_system_argv(name: str, port: int, fake_port: int) -> list[str]:
     """The command line of one of the Python systems, serving on ``port``."""
     python = sys.executable
     upstream = f"http://127.0.0.1:{fake_port}"
-    if name == "bare":
-        return [python, str(HERE / "bare_proxy.py"), "--port", str(port), "--upstream", upstream]
-    if name == "bare-asgi":
+    if name in ("bare", "bare-asgi"):
+        server = ["--server", "uvicorn"] if name == "bare-asgi" else []
         return [
             python,
             str(HERE / "bare_proxy.py"),
@@ -270,8 +269,7 @@ def python_system_argv(name: str, port: int, fake_port: int) -> list[str]:
             str(port),
             "--upstream",
             upstream,
-            "--server",
-            "uvicorn",
+            *server,
         ]
     if name.startswith("middleware"):
         variant = name.removeprefix("middleware").lstrip("-")
