@@ -85,9 +85,16 @@ class _SyncHop:
         self.app = app
 
     def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
-        if scope["type"] == "http" and scope["path"].endswith("/v1/completions"):
-            raise NotImplementedError  # the intercepted path is not measured here
         return self.app(scope, receive, send)
+
+
+def _function_hop(app: Any) -> Any:
+    """The same hop as a plain function, the form ``PortkeyMiddleware(...)`` hands out."""
+
+    def hop(scope: Any, receive: Any, send: Any) -> Any:
+        return app(scope, receive, send)
+
+    return hop
 
 
 def passthrough_dispatch(n: int) -> list[Row]:
@@ -101,6 +108,7 @@ def passthrough_dispatch(n: int) -> list[Row]:
         "mw": PortkeyMiddleware(_host),
         "async": _AsyncHop(_host),
         "sync": _SyncHop(_host),
+        "function": _function_hop(_host),
     }
     best = dict.fromkeys(apps, float("inf"))
     for _ in range(7):  # interleaved: the machine's noise hits every variant alike
@@ -110,12 +118,17 @@ def passthrough_dispatch(n: int) -> list[Row]:
     return [
         ("host app alone", base / 1000, ""),
         ("PortkeyMiddleware, GET /health: added", (best["mw"] - base) / 1000, ""),
+        ("an 'async def __call__' hop, no check: added", (best["async"] - base) / 1000, ""),
         (
-            "a bare 'async def __call__' hop: added",
-            (best["async"] - base) / 1000,
-            "the floor today",
+            "a sync __call__ returning the host's awaitable, no check: added",
+            (best["sync"] - base) / 1000,
+            "",
         ),
-        ("a sync __call__ returning the host's awaitable: added", (best["sync"] - base) / 1000, ""),
+        (
+            "a function returning the host's awaitable, no check: added",
+            (best["function"] - base) / 1000,
+            "the floor",
+        ),
     ]
 
 

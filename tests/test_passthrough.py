@@ -193,3 +193,43 @@ def test_httpx_client_injection_is_not_closed_by_us() -> None:
     with TestClient(middleware):
         pass
     assert not client.is_closed
+
+
+def test_the_gate_is_a_plain_function_that_still_reads_as_the_middleware() -> None:
+    """``PortkeyMiddleware(...)`` hands out a function (CPython's fast call path for every
+    request the host sends through it) that keeps the middleware's surface."""
+    import asyncio
+    import types
+
+    import uvicorn
+
+    app = host()
+    middleware = PortkeyMiddleware(app, path="/ai/complete")
+    assert type(middleware) is types.FunctionType
+    assert isinstance(middleware, PortkeyMiddleware)
+    assert not isinstance(app, PortkeyMiddleware)
+    assert middleware.app is app
+    assert middleware.settings.path == "/ai/complete"
+    assert middleware.pipeline is not None
+    assert asyncio.iscoroutinefunction(middleware)
+    assert "PortkeyMiddleware" in repr(middleware)
+    # uvicorn tells ASGI 3 from ASGI 2 by the callable: the gate must not be wrapped.
+    config = uvicorn.Config(middleware, lifespan="off", proxy_headers=False)
+    config.load()
+    assert config.loaded_app is middleware
+
+
+def test_a_subclass_keeps_ordinary_instances_and_its_own_call() -> None:
+    seen: list[str] = []
+
+    class Counting(PortkeyMiddleware):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["type"])
+            await super().__call__(scope, receive, send)
+
+    middleware = Counting(host())
+    assert type(middleware) is Counting
+    with TestClient(middleware) as client:
+        assert client.put("/echo", content=b"abc").content == b"abc"
+        assert client.get("/v1/completions").status_code == 405
+    assert seen.count("http") == 2
