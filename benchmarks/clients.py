@@ -1,7 +1,8 @@
 """Upstream clients to inject into ``PortkeyMiddleware(http_client=...)`` for comparisons.
 
-- ``default``: nothing injected; the middleware's own upstream client (aiohttp directly,
-  no httpx on the path).
+- ``default``: nothing injected; the middleware's own upstream client (``portkey_mw.http1``).
+- ``aiohttp``: nothing injected; the middleware's ``upstream_client="aiohttp"`` (aiohttp's
+  pool directly, no httpx on the path; the default before ``http1``).
 - ``lean``: an ``httpx.AsyncClient`` over :class:`LeanAiohttpTransport`, a minimal httpx
   transport on one ``aiohttp.ClientSession`` (no per-request ``ClientTimeout``, raw header
   list, ``iter_any``): what a leaner transport alone buys, httpx API unchanged.
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import httpx
 
-CLIENT_KINDS = ("default", "lean", "httpx")
+CLIENT_KINDS = ("default", "aiohttp", "lean", "httpx")
 
 
 def _session(max_connections: int = 512) -> aiohttp.ClientSession:
@@ -82,7 +83,7 @@ class LeanAiohttpTransport(httpx.AsyncBaseTransport):
 
 def make_client(kind: str) -> httpx.AsyncClient | None:
     """The client to inject for ``kind`` (``None``: let the middleware build its own)."""
-    if kind == "default":
+    if kind in ("default", "aiohttp"):
         return None
     if kind == "lean":
         return httpx.AsyncClient(

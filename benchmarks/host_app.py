@@ -6,7 +6,7 @@
 - ``--log json``: every completion event rendered to a JSON line into /dev/null (the
   realistic cost of logging, without flooding the terminal); ``--log drop``: structlog drops
   events below WARNING (the floor of the logging cost).
-- ``--client default|lean|httpx``: the upstream client (see ``clients.py``).
+- ``--client default|aiohttp|lean|httpx``: the upstream client (see ``clients.py``).
 - ``--cprofile PATH``: profile the whole process with cProfile, stats written at shutdown.
 - ``--gc-freeze``: the host freezes its start-up objects out of the garbage collector's full
   scans before serving (the tuning the README suggests to hosts).
@@ -38,6 +38,8 @@ def create_app(upstream_host: str, client_kind: str = "default") -> Starlette:
     from clients import make_client
 
     settings: dict[str, Any] = {"allowed_custom_hosts": [upstream_host]}
+    if client_kind == "aiohttp":
+        settings["upstream_client"] = "aiohttp"
     client = make_client(client_kind)
     if client is not None:
         settings["http_client"] = client

@@ -39,7 +39,13 @@ sys.path.insert(0, str(HERE))
 
 SCENARIOS = ("instant", "stream", "delay")
 DEFAULT_SYSTEMS = ("bare", "bare-asgi", "middleware", "middleware-nolog")
-EXTRA_SYSTEMS = ("middleware-frozen", "middleware-lean", "middleware-httpx", "node")
+EXTRA_SYSTEMS = (
+    "middleware-aiohttp",
+    "middleware-frozen",
+    "middleware-lean",
+    "middleware-httpx",
+    "node",
+)
 NODE_GATEWAY = "@portkey-ai/gateway@1.15.2"
 NODE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "portkey_mw-bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -58,6 +64,7 @@ DESCRIPTIONS = {
     "bare-asgi": "the same forwarding as a raw ASGI app under uvicorn (the limit inside uvicorn)",
     "middleware": "Starlette + PortkeyMiddleware, uvicorn; completion events as JSON to /dev/null",
     "middleware-nolog": "same, structlog drops events below WARNING",
+    "middleware-aiohttp": "middleware with upstream_client='aiohttp' (aiohttp's pool, no httpx)",
     "middleware-frozen": "middleware, the host calls gc.freeze() after start-up (README)",
     "middleware-lean": "middleware + httpx over a lean aiohttp transport (benchmarks/clients.py)",
     "middleware-httpx": "middleware + plain httpx.AsyncClient (httpx's own pool)",
@@ -274,7 +281,7 @@ def python_system_argv(name: str, port: int, fake_port: int) -> list[str]:
     if name.startswith("middleware"):
         variant = name.removeprefix("middleware").lstrip("-")
         log = "drop" if variant == "nolog" else "json"
-        client = variant if variant in ("lean", "httpx") else "default"
+        client = variant if variant in ("lean", "httpx", "aiohttp") else "default"
         return [
             python,
             str(HERE / "host_app.py"),

@@ -1,6 +1,7 @@
 """Upstream HTTP clients behind one small interface.
 
-The middleware's own client talks to aiohttp's connection pool directly: measured in
+The middleware's own client is :class:`portkey_mw.http1.Http1Client` (or, with
+``upstream_client="aiohttp"``, aiohttp's connection pool used directly): measured in
 ``benchmarks/``, the ``httpx.AsyncClient`` layer on top of a transport costs ~300 µs of CPU per
 request (request building, cookie extraction, header models), and httpx's own pool collapses
 under concurrency (encode/httpx#3215). An injected ``httpx.AsyncClient`` — the seam for tests

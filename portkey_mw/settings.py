@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     connect_timeout: PositiveFloat = 10.0
     read_timeout: PositiveFloat = 600.0
     max_connections: PositiveInt = 512
+    # The middleware's own upstream client: portkey_mw's lean HTTP/1.1 pool, or aiohttp's.
+    upstream_client: Literal["http1", "aiohttp"] = "http1"
     retry_backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 1000
     retry_backoff_max_ms: Annotated[int, msgspec.Meta(ge=0)] = 16_000
     retry_after_cap_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0

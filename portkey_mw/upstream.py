@@ -1,7 +1,8 @@
 """The shared upstream client and one attempt against one target.
 
-The client is an :class:`~portkey_mw.clients.UpstreamClient` (aiohttp's pool by default, an
-injected ``httpx.AsyncClient`` otherwise). An attempt sends one request and
+The client is an :class:`~portkey_mw.clients.UpstreamClient`: the lean HTTP/1.1 pool of
+:mod:`portkey_mw.http1` by default, aiohttp's on request, an injected ``httpx.AsyncClient``
+otherwise. An attempt sends one request and
 turns whatever happens into an :class:`Answer`: a mapped JSON body, an open stream whose
 first frames are already read, or an error in the OpenAI shape. Nothing here leaks an
 address or a secret.
@@ -17,7 +18,13 @@ from typing import Any
 import httpx
 import msgspec
 
-from portkey_mw.clients import AiohttpUpstream, HttpxUpstream, UpstreamClient, UpstreamResponse
+from portkey_mw.clients import (
+    USER_AGENT,
+    AiohttpUpstream,
+    HttpxUpstream,
+    UpstreamClient,
+    UpstreamResponse,
+)
 from portkey_mw.errors import (
     ErrorBody,
     GatewayError,
@@ -26,6 +33,7 @@ from portkey_mw.errors import (
     encode_json,
 )
 from portkey_mw.framing import FrameDecoder
+from portkey_mw.http1 import Http1Client
 from portkey_mw.providers.base import (
     Provider,
     ResponseContext,
@@ -69,13 +77,21 @@ _NOT_RELAYED = frozenset(
 
 
 def make_client(settings: Settings, injected: httpx.AsyncClient | None) -> UpstreamClient:
-    """The injected ``httpx.AsyncClient``, or the middleware's own aiohttp pool."""
+    """The injected ``httpx.AsyncClient``, or the middleware's own pool (``http1`` by
+    default, aiohttp's with ``upstream_client="aiohttp"``)."""
     if injected is not None:
         return HttpxUpstream(injected)
-    return AiohttpUpstream(
+    if settings.upstream_client == "aiohttp":
+        return AiohttpUpstream(
+            max_connections=settings.max_connections,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+    return Http1Client(
         max_connections=settings.max_connections,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        user_agent=USER_AGENT,
     )
 
 

@@ -48,6 +48,17 @@ STREAM = {**BODY, "stream": True}
 ROUTE = {"x-portkey-virtual-key": "fake"}
 
 
+# Every fault runs against both of the middleware's own clients (aiohttp's stays a setting).
+_CLIENT = ["http1"]
+
+
+@pytest.fixture(autouse=True, params=["http1", "aiohttp"])
+def upstream_client(request: pytest.FixtureRequest) -> Iterator[str]:
+    _CLIENT[0] = request.param
+    yield request.param
+    _CLIENT[0] = "http1"
+
+
 def fake_key(url: str) -> dict[str, Any]:
     return {"fake": {"provider": "openai", "api_key": "sk-fault", "custom_host": url}}
 
@@ -56,6 +67,7 @@ def fake_key(url: str) -> dict[str, Any]:
 async def gateway_to(url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An in-process client for a middleware whose own upstream client calls ``url``."""
     settings.setdefault("retry_backoff_ms", 1)
+    settings.setdefault("upstream_client", _CLIENT[0])
     settings.setdefault("connect_timeout", 2.0)
     settings.setdefault("read_timeout", 5.0)
     app = PortkeyMiddleware(not_found_app, virtual_keys=fake_key(url), **settings)
@@ -389,6 +401,7 @@ class LoopProbe:
 @contextlib.contextmanager
 def served_gateway(upstream_url: str, **settings: Any) -> Iterator[tuple[str, LoopProbe]]:
     settings.setdefault("read_timeout", 10.0)
+    settings.setdefault("upstream_client", _CLIENT[0])
     probe = LoopProbe(
         PortkeyMiddleware(not_found_app, virtual_keys=fake_key(upstream_url), **settings)
     )

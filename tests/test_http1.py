@@ -1,0 +1,449 @@
+"""The lean HTTP/1.1 client against real loopback servers that write exact bytes: framing,
+keep-alive, decoding, limits, timeouts, TLS and every way a server can misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import re
+import ssl
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from portkey_mw.http1 import Http1Client, Http1Response, ResponseHeaders
+
+Reply = Callable[[asyncio.StreamWriter, int], Awaitable[bool | None]]
+
+
+class Scripted:
+    """A server that reads whole requests and answers each with ``reply(writer, index)``;
+    ``reply`` returning ``False`` closes the connection."""
+
+    def __init__(self, reply: Reply, tls: ssl.SSLContext | None = None) -> None:
+        self.reply = reply
+        self.tls = tls
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> Scripted:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers)
+        await self._server.wait_closed()
+
+    def url(self, path: str = "/v1/completions", host: str = "127.0.0.1") -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                found = re.search(rb"(?im)^content-length: (\d+)\r$", head)
+                body = await reader.readexactly(int(found.group(1))) if found else b""
+                self.requests.append(head + body)
+                if await self.reply(writer, len(self.requests) - 1) is False:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            pass  # the client went away, or the test is over
+        finally:
+            writer.close()
+
+
+def answer(writer: asyncio.StreamWriter, body: bytes = b'{"ok":true}', *extra: bytes) -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + b"".join(
+        line + b"\r\n" for line in extra
+    )
+    writer.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+
+
+async def ok(writer: asyncio.StreamWriter, index: int) -> None:
+    answer(writer)
+
+
+def client(**options: Any) -> Http1Client:
+    settings: dict[str, Any] = {
+        "max_connections": 8,
+        "connect_timeout": 2.0,
+        "read_timeout": 2.0,
+        "user_agent": "portkey_mw/test",
+    }
+    return Http1Client(**{**settings, **options})
+
+
+async def read_all(response: Http1Response) -> bytes:
+    try:
+        return b"".join([piece async for piece in response.chunks()])
+    finally:
+        await response.aclose()
+
+
+async def test_requests_go_out_as_built_and_one_connection_carries_them() -> None:
+    async with Scripted(ok) as server:
+        upstream = client()
+        for _ in range(5):
+            response = await upstream.post(
+                server.url("/model/a%3Ab/invoke?x=1"),
+                {"content-type": "application/json", "authorization": "Bearer k"},
+                b'{"p":1}',
+            )
+            assert response.status == 200
+            assert await response.read_declared(1024) == b'{"ok":true}'
+            await response.aclose()
+        await upstream.aclose()
+    assert server.connections == 1
+    sent = server.requests[0].decode()
+    assert sent.startswith("POST /model/a%3Ab/invoke?x=1 HTTP/1.1\r\n")
+    lines = sent.split("\r\n")
+    assert f"host: 127.0.0.1:{server.port}" in lines
+    assert "user-agent: portkey_mw/test" in lines
+    assert "authorization: Bearer k" in lines
+    assert "content-length: 7" in lines
+    assert sent.endswith('\r\n\r\n{"p":1}')
+
+
+async def test_the_request_own_host_and_user_agent_replace_ours_once() -> None:
+    async with Scripted(ok) as server:
+        upstream = client()
+        headers = {"Host": "signed.example", "User-Agent": "mine/1", "Content-Length": "999"}
+        await read_all(await upstream.post(server.url(), headers, b"abc"))
+        await upstream.aclose()
+    lines = server.requests[0].decode().lower().split("\r\n")
+    assert [line for line in lines if line.startswith("host:")] == ["host: signed.example"]
+    assert [line for line in lines if line.startswith("user-agent:")] == ["user-agent: mine/1"]
+    assert [line for line in lines if line.startswith("content-length:")] == ["content-length: 3"]
+
+
+async def test_chunked_stream_arrives_piece_by_piece_and_the_connection_is_kept() -> None:
+    async def chunked(writer: asyncio.StreamWriter, index: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+        writer.write(b"transfer-encoding: chunked\r\n\r\n")
+        for n in range(3):
+            data = b"data: %d\n\n" % n
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+
+    async with Scripted(chunked) as server:
+        upstream = client()
+        for _ in range(2):
+            response = await upstream.post(server.url(), {}, b"{}")
+            assert await response.read_declared(1024) is None  # no declared length
+            pieces = [piece async for piece in response.chunks()]
+            await response.aclose()
+            assert len(pieces) >= 2  # relayed as they came, not buffered to the end
+            assert b"".join(pieces) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+        await upstream.aclose()
+    assert server.connections == 1
+
+
+async def test_a_body_framed_by_the_end_of_the_connection() -> None:
+    async def until_close(writer: asyncio.StreamWriter, index: int) -> bool:
+        writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"a":')
+        await writer.drain()
+        writer.write(b"1}")
+        return False
+
+    async with Scripted(until_close) as server:
+        upstream = client()
+        for _ in range(2):
+            assert await read_all(await upstream.post(server.url(), {}, b"")) == b'{"a":1}'
+        await upstream.aclose()
+    assert server.connections == 2
+
+
+async def test_connection_close_and_http_1_0_answers_are_not_reused() -> None:
+    async def closing(writer: asyncio.StreamWriter, index: int) -> None:
+        if index % 2:
+            writer.write(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        else:
+            answer(writer, b"ok", b"connection: close")
+
+    async with Scripted(closing) as server:
+        upstream = client()
+        for _ in range(4):
+            assert await read_all(await upstream.post(server.url(), {}, b"")) == b"ok"
+        await upstream.aclose()
+    assert server.connections == 4
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),  # raw, as IIS
+    ],
+)
+async def test_compressed_answers_are_decoded(
+    coding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    text = b'{"choices":[{"text":"' + b"hello " * 2000 + b'"}]}'
+
+    async def compressed(writer: asyncio.StreamWriter, index: int) -> None:
+        answer(writer, encode(text), b"content-encoding: " + coding.encode())
+
+    async with Scripted(compressed) as server:
+        upstream = client()
+        response = await upstream.post(server.url(), {}, b"")
+        assert await response.read_declared(10**6) is None  # the length is not the size
+        assert await read_all(response) == text
+        await upstream.aclose()
+    assert "accept-encoding: gzip, deflate" in server.requests[0].decode().split("\r\n")
+
+
+async def test_a_small_compressed_body_inflates_in_bounded_pieces() -> None:
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024))  # ~8 KB on the wire
+
+    async def compressed(writer: asyncio.StreamWriter, index: int) -> None:
+        answer(writer, bomb, b"content-encoding: gzip")
+
+    async with Scripted(compressed) as server:
+        upstream = client()
+        response = await upstream.post(server.url(), {}, b"")
+        sizes = [len(piece) async for piece in response.chunks()]
+        await response.aclose()
+        await upstream.aclose()
+    assert sum(sizes) == 8 * 1024 * 1024
+    assert max(sizes) <= 256 * 1024  # the caller's size cap gets a say between pieces
+
+
+async def test_corrupt_or_unknown_codings_are_decoding_errors() -> None:
+    async def corrupt(writer: asyncio.StreamWriter, index: int) -> None:
+        coding = b"gzip" if index == 0 else b"zstd"
+        answer(writer, b"not gzip at all", b"content-encoding: " + coding)
+
+    async with Scripted(corrupt) as server:
+        upstream = client()
+        for _ in range(2):
+            with pytest.raises(httpx.DecodingError):
+                await read_all(await upstream.post(server.url(), {}, b""))
+        await upstream.aclose()
+
+
+async def test_interim_answers_are_skipped_and_204_has_no_body() -> None:
+    async def interim(writer: asyncio.StreamWriter, index: int) -> None:
+        if index == 1:
+            writer.write(b"HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n")
+        else:
+            writer.write(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: x\r\n\r\n"
+            )
+            answer(writer, b"final")
+
+    async with Scripted(interim) as server:
+        upstream = client()
+        first = await upstream.post(server.url(), {}, b"")
+        assert first.status == 200
+        assert "link" not in first.headers
+        assert await read_all(first) == b"final"
+        second = await upstream.post(server.url(), {}, b"")
+        assert (second.status, second.headers["X-A"]) == (204, "1")
+        assert await read_all(second) == b""
+        third = await upstream.post(server.url(), {}, b"")  # the same connection still works
+        assert third.status == 200
+        await read_all(third)
+        await upstream.aclose()
+    assert server.connections == 1
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_used() -> None:
+    async def once(writer: asyncio.StreamWriter, index: int) -> bool:
+        answer(writer)  # keep-alive by the headers, closed right after anyway
+        return False
+
+    async with Scripted(once) as server:
+        upstream = client()
+        for _ in range(3):
+            await read_all(await upstream.post(server.url(), {}, b""))
+            await asyncio.sleep(0.05)  # the close reaches the client
+        await upstream.aclose()
+    assert server.connections == 3
+
+
+async def test_idle_connections_expire_after_keepalive() -> None:
+    async with Scripted(ok) as server:
+        upstream = client(keepalive_s=0.05)
+        await read_all(await upstream.post(server.url(), {}, b""))
+        await asyncio.sleep(0.2)  # the sweep closed it
+        assert upstream._idle == {}
+        await read_all(await upstream.post(server.url(), {}, b""))
+        await upstream.aclose()
+    assert server.connections == 2
+
+
+async def test_read_timeout_and_the_slot_comes_back() -> None:
+    async def slow_then_fast(writer: asyncio.StreamWriter, index: int) -> None:
+        if index == 0:
+            await asyncio.sleep(0.5)
+        answer(writer)
+
+    async with Scripted(slow_then_fast) as server:
+        upstream = client(read_timeout=0.1, max_connections=1)
+        with pytest.raises(httpx.ReadTimeout):
+            await upstream.post(server.url(), {}, b"")
+        # The only slot is free again, and the late answer is never read by anyone.
+        assert await read_all(await upstream.post(server.url(), {}, b"")) == b'{"ok":true}'
+        await upstream.aclose()
+    assert server.connections == 2
+
+
+async def test_a_stalled_body_times_out_too() -> None:
+    async def stall(writer: asyncio.StreamWriter, index: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345")
+        await asyncio.sleep(1)
+
+    async with Scripted(stall) as server:
+        upstream = client(read_timeout=0.1)
+        response = await upstream.post(server.url(), {}, b"")
+        with pytest.raises(httpx.ReadTimeout):
+            await read_all(response)
+        await upstream.aclose()
+
+
+async def test_unreachable_providers_are_connect_errors() -> None:
+    async with Scripted(ok) as server:
+        port = server.port
+    upstream = client()
+    with pytest.raises(httpx.ConnectError):
+        await upstream.post(f"http://127.0.0.1:{port}/", {}, b"")
+    with pytest.raises(httpx.ConnectError):
+        await upstream.post("http://no-such-host.invalid/", {}, b"")
+    await upstream.aclose()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"SMTP ready\r\n\r\n",  # not HTTP
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345",  # cut short
+        b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 70_000 + b"\r\n\r\n",  # head too large
+        b"",  # closed without a word
+    ],
+)
+async def test_broken_answers_are_protocol_errors(reply: bytes) -> None:
+    async def broken(writer: asyncio.StreamWriter, index: int) -> bool:
+        writer.write(reply)
+        return False
+
+    async with Scripted(broken) as server:
+        upstream = client(max_connections=1)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await read_all(await upstream.post(server.url(), {}, b""))
+        await upstream.aclose()
+
+
+async def test_bytes_sent_to_an_idle_connection_retire_it() -> None:
+    async def chatty(writer: asyncio.StreamWriter, index: int) -> None:
+        answer(writer)
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nlate!")  # nobody asked
+
+    async with Scripted(chatty) as server:
+        upstream = client()
+        await read_all(await upstream.post(server.url(), {}, b""))
+        await asyncio.sleep(0.1)
+        assert await read_all(await upstream.post(server.url(), {}, b"")) == b'{"ok":true}'
+        await upstream.aclose()
+    assert server.connections == 2
+
+
+async def test_max_connections_bounds_what_is_in_flight() -> None:
+    release = asyncio.Event()
+
+    async def held(writer: asyncio.StreamWriter, index: int) -> None:
+        await release.wait()
+        answer(writer)
+
+    async with Scripted(held) as server:
+        upstream = client(max_connections=2)
+        posts = [asyncio.create_task(upstream.post(server.url(), {}, b"")) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        assert len(server.requests) == 2  # the third waits for a slot
+        release.set()
+        for post in posts:
+            await read_all(await post)
+        await upstream.aclose()
+    assert server.connections == 2
+
+
+async def test_an_abandoned_or_cancelled_exchange_closes_its_connection() -> None:
+    hold = asyncio.Event()
+
+    async def big_or_held(writer: asyncio.StreamWriter, index: int) -> None:
+        if index == 0:  # half a body, then the provider thinks
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 50_000)
+        if index < 2:
+            await hold.wait()
+        answer(writer, b"x" * 100_000)
+
+    async with Scripted(big_or_held) as server:
+        upstream = client(max_connections=1)
+        response = await upstream.post(server.url(), {}, b"")
+        await response.aclose()  # walked away mid-body: not reusable
+        waiting = asyncio.create_task(upstream.post(server.url(), {}, b""))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # a client disconnect while the provider thinks
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        hold.set()
+        body = await read_all(await upstream.post(server.url(), {}, b""))
+        assert len(body) == 100_000
+        await upstream.aclose()
+    assert server.connections == 3
+
+
+async def test_tls_is_verified_against_the_trust_store() -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+
+    async with Scripted(ok, tls=server_context) as server:
+        upstream = client(tls_context=trusting)
+        response = await upstream.post(server.url(host="localhost"), {}, b"")
+        assert await read_all(response) == b'{"ok":true}'
+        await upstream.aclose()
+        default = client()  # the system's trust store does not know this authority
+        with pytest.raises(httpx.ConnectError):
+            await default.post(server.url(host="localhost"), {}, b"")
+        await default.aclose()
+
+
+def test_response_headers_are_case_insensitive_and_keep_repeats() -> None:
+    headers = ResponseHeaders([(b"X-Rate", b"1"), (b"x-rate", b"2"), (b"Content-Type", b"a/b")])
+    assert headers["x-RATE"] == "1, 2"
+    assert headers.get("content-type") == "a/b"
+    assert "CONTENT-TYPE" in headers
+    assert headers.get("missing", "d") == "d"
+    assert sorted(headers) == ["content-type", "x-rate"]
+    assert len(headers) == 2
+
+
+async def test_only_http_urls() -> None:
+    upstream = client()
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await upstream.post("ftp://example.com/", {}, b"")
+    await upstream.aclose()
