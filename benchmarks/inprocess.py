@@ -324,8 +324,8 @@ def _client_case(kind: str, url: str, concurrency: int) -> Callable[[], tuple[Ba
                     await sessions.pop().close()
 
             one, close = one_aiohttp, close_aiohttp
-        elif kind == "default":
-            own = _default_client()
+        elif kind in ("default", "own-aiohttp"):
+            own = _own_client("aiohttp" if kind == "own-aiohttp" else "http1")
 
             async def one_default() -> bool:
                 response = await own.post(url, dict(headers), BODY_JSON)
@@ -371,12 +371,12 @@ def _client_case(kind: str, url: str, concurrency: int) -> Callable[[], tuple[Ba
     return make
 
 
-def _default_client() -> Any:
-    """The upstream client the middleware builds for itself (aiohttp, no httpx)."""
+def _own_client(upstream_client: str) -> Any:
+    """An upstream client the middleware builds for itself (``http1`` or aiohttp's pool)."""
     from portkey_mw.settings import build_settings
     from portkey_mw.upstream import make_client as middleware_client
 
-    return middleware_client(build_settings({}), None)
+    return middleware_client(build_settings({"upstream_client": upstream_client}), None)
 
 
 def client_variants_us(
@@ -396,8 +396,10 @@ def client_variants_us(
     for kind in CLIENTS:
 
         def make_app(kind: str = kind) -> tuple[App, Close]:
-            client = make_client(kind)
+            client = None if kind == "own-aiohttp" else make_client(kind)
             settings: dict[str, Any] = {"allowed_custom_hosts": [host]}
+            if kind == "own-aiohttp":
+                settings["upstream_client"] = "aiohttp"
             if client is not None:
                 settings["http_client"] = client
             app = PortkeyMiddleware(_host, **settings)
@@ -409,7 +411,8 @@ def client_variants_us(
     return _interleaved(cases, total, rounds, warm=max(concurrency, total // 10))
 
 
-CLIENTS = ("default", "lean")
+# default: portkey_mw.http1; own-aiohttp: upstream_client="aiohttp"; lean: httpx over aiohttp
+CLIENTS = ("default", "own-aiohttp", "lean")
 
 
 def _measure(

@@ -27,13 +27,14 @@ The URL is sent exactly as built (a ``%3A`` in a Bedrock model id stays encoded)
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohappyeyeballs
 import httptools
@@ -46,6 +47,9 @@ _MAX_HEAD_BYTES = 64 * 1024
 # Most bytes one decompression step yields: the caller's size cap applies between steps.
 _INFLATE_STEP = 256 * 1024
 _DECODABLE = b"gzip, deflate"
+# Characters kept as they are in a request target: RFC 3986's reserved and unreserved ones
+# and ``%`` (escapes already made stay made).
+_TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
 # Resolved addresses are kept this long (aiohttp's default, which this client replaces).
 _DNS_TTL_S = 300.0
 # RFC 8305's recommended head start of one address family over the other.
@@ -53,8 +57,9 @@ _HAPPY_EYEBALLS_DELAY_S = 0.25
 
 
 class ResponseHeaders(Mapping[str, str]):
-    """A response's headers by lower-case name (repeated ones joined by ``, ``); lookups
-    are case-insensitive."""
+    """A response's headers by lower-case name; lookups are case-insensitive. A repeated
+    header reads as its first value, as aiohttp's did (a doubled ``retry-after`` still
+    parses); every value stays in ``raw_headers``."""
 
     __slots__ = ("_by_name",)
 
@@ -62,8 +67,8 @@ class ResponseHeaders(Mapping[str, str]):
         by_name: dict[str, str] = {}
         for name, value in raw:
             key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            by_name[key] = f"{by_name[key]}, {text}" if key in by_name else text
+            if key not in by_name:
+                by_name[key] = value.decode("utf-8", "surrogateescape")
         self._by_name = by_name
 
     def __getitem__(self, name: str) -> str:
@@ -99,6 +104,9 @@ class _Origin:
         self.port = parts.port or (443 if self.tls else 80)
         self.key = (self.tls, self.host, self.port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Escapes stay as they are; anything that may not appear in a request line (spaces,
+        # controls, non-ASCII) is percent-encoded.
+        target = quote(target, safe=_TARGET_SAFE)
         netloc = parts.netloc.rpartition("@")[2]  # credentials in a URL are never sent
         # Everything before the request's own headers, one bytes object per URL.
         self.head = (
@@ -125,6 +133,9 @@ class _Connection(asyncio.Protocol):
         self.in_use = True  # an exchange is running (bytes while idle are a broken server)
         self.failure: BaseException | None = None
         self.idle_since = 0.0
+        self.last_read = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.paused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -136,9 +147,11 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.until_eof = False  # framed by the end of the connection
         self.body: list[bytes] = []
-        self.buffered = 0
-        self.paused = False
         self.waiter: asyncio.Future[None] | None = None
+        self.buffered = 0
+        if self.paused and self.transport is not None:
+            self.transport.resume_reading()  # a consumer that left may have paused it
+        self.paused = False
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -149,14 +162,25 @@ class _Connection(asyncio.Protocol):
         if not self.in_use:  # nobody asked: the connection cannot be trusted with the next
             self._fail(httpx.RemoteProtocolError("the provider sent bytes nobody asked for"))
             return
+        self.last_read = self.loop.time()
+        if not self.head_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(httpx.RemoteProtocolError("the provider switched protocols"))
+            return
         except httptools.HttpParserError as exc:
+            # A callback's own verdict (already in ``failure``) comes first.
             self._fail(httpx.RemoteProtocolError(f"the provider's answer is not HTTP: {exc}"))
+            return
+        # Counted per read, not per header: httptools grows an unfinished header value by
+        # itself, so an endless one must be stopped here.
+        if not self.head_done and self.head_bytes > _MAX_HEAD_BYTES:
+            self._fail(httpx.RemoteProtocolError("the provider's response head is too large"))
 
     def eof_received(self) -> bool:
+        self.closed = True  # never hand this connection to another exchange
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -171,36 +195,35 @@ class _Connection(asyncio.Protocol):
             )
         self._wake()
 
-    def pause_writing(self) -> None:  # request bodies are written whole; nothing to pause
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # --- httptools callbacks ------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer to one request: the framing cannot be trusted
+            self._reject("the provider sent more than one answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value)
-        if self.head_bytes > _MAX_HEAD_BYTES:
-            raise httpx.RemoteProtocolError("the provider's response headers are too large")
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints)
+        if 100 <= status < 200:  # an interim answer (100 Continue, 102, 103 Early Hints)
             self.raw_headers = []
             self.head_bytes = 0
             return
         self.status = status
-        chunked = False
-        sized = False
+        framed = False
+        size = 0
         for name, value in self.raw_headers:
+            size += len(name) + len(value)
             lowered = name.lower()
             if lowered == b"content-length":
-                sized = True
-            elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-        self.until_eof = not (chunked or sized) and status not in (204, 304)
+                framed = True
+            elif lowered == b"transfer-encoding":
+                # llhttp's rule: chunked framing only when chunked is the last coding.
+                framed = value.rstrip().lower().endswith(b"chunked")
+        if size > _MAX_HEAD_BYTES:  # a head that ended within the reads' count
+            self._reject("the provider's response head is too large")
+        self.until_eof = not framed and status not in (204, 304)
         self.head_done = True
         self._wake()
 
@@ -221,6 +244,12 @@ class _Connection(asyncio.Protocol):
 
     # --- used by the client -------------------------------------------------------------
 
+    def _reject(self, message: str) -> None:
+        """Stop the parser from inside a callback (httptools wraps what it raises)."""
+        if self.failure is None:
+            self.failure = httpx.RemoteProtocolError(message)
+        raise self.failure
+
     def _fail(self, exc: BaseException) -> None:
         if self.failure is None:
             self.failure = exc
@@ -238,19 +267,33 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     async def wait(self, seconds: float) -> None:
-        """Until something new arrived (head, body bytes, the end, a failure)."""
+        """Until something new arrived (head, body bytes, the end, a failure); a
+        ``ReadTimeout`` once no byte at all arrived for ``seconds``."""
         if self.failure is not None:
             raise self.failure
         waiter = self.loop.create_future()
         self.waiter = waiter
-        timer = self.loop.call_later(seconds, _expire, waiter)
+        self.last_read = self.loop.time()
+        self.timer = self.loop.call_later(seconds, self._check_silence, waiter, seconds)
         try:
             await waiter
         finally:
-            timer.cancel()
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
             self.waiter = None
-        if self.failure is not None:
-            raise self.failure
+        # A failure is raised by the next call, once what arrived before it was taken.
+
+    def _check_silence(self, waiter: asyncio.Future[None], seconds: float) -> None:
+        if waiter.done():
+            return
+        silent = self.loop.time() - self.last_read
+        if silent < seconds:  # bytes came (a slow head, an interim answer): wait on
+            self.timer = self.loop.call_later(
+                seconds - silent, self._check_silence, waiter, seconds
+            )
+            return
+        waiter.set_exception(httpx.ReadTimeout("the provider sent nothing in time"))
 
     def take_body(self) -> bytes:
         body = self.body
@@ -261,11 +304,6 @@ class _Connection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
         return data
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(httpx.ReadTimeout("the provider sent nothing in time"))
 
 
 class _Inflater:
@@ -329,10 +367,10 @@ class Http1Response:
 
     async def _raw(self) -> AsyncIterator[bytes]:
         conn = self._conn
-        if conn is None:
-            return
         timeout = self._client.read_timeout
-        while True:
+        # Checked after every suspension: once closed, the connection may carry another
+        # exchange, whose bytes are not this answer's.
+        while conn is not None and self._conn is conn:
             if conn.body:
                 yield conn.take_body()
             elif conn.complete:
@@ -344,6 +382,18 @@ class Http1Response:
         conn, self._conn = self._conn, None
         if conn is not None:
             self._client.release(conn)
+
+    def __del__(self) -> None:
+        # A safety net, not the way: an answer dropped without ``aclose`` must not keep one
+        # of ``max_connections`` forever.
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            conn.close()
+            self._client.release(conn)
+
+
+Key = tuple[bool, str, int]
 
 
 class Http1Client:
@@ -364,31 +414,42 @@ class Http1Client:
         self._keepalive_s = keepalive_s
         self._user_agent = user_agent.encode("latin-1")
         self._max_connections = max_connections
-        self._slots: asyncio.Semaphore | None = None
-        self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
         self._origins: dict[str, _Origin] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[Any]]] = {}
         self._tls = tls_context  # made on first use when not given (it reads the trust store)
-        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._bind(None)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Pool state belongs to one event loop; a client used from a new loop starts over
+        (the old loop's connections cannot be used, nor closed, from this one)."""
+        self._loop = loop
+        self._slots = asyncio.Semaphore(self._max_connections)
+        self._idle: dict[Key, list[_Connection]] = {}
+        self._active: set[_Connection] = set()
+        self._resolving: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Http1Response:
         origin = self._origin(url)
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._max_connections)
-        await self._slots.acquire()
+        request = _request(origin, headers, body)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._bind(loop)
+        slots = self._slots
+        await slots.acquire()
         conn: _Connection | None = None
         try:
-            conn = self._idle_connection(origin.key) or await self._connect(origin)
-            conn.transport.write(_request(origin, headers, body))  # type: ignore[union-attr]
+            conn = self._idle_connection(origin.key, loop) or await self._connect(origin, loop)
+            self._active.add(conn)
+            conn.transport.write(request)  # type: ignore[union-attr]
             while not conn.head_done:
                 await conn.wait(self.read_timeout)
         except BaseException as exc:
             if conn is not None:
                 conn.close()
-            self._slots.release()
-            if isinstance(exc, (httpx.HTTPError, asyncio.CancelledError)):
-                raise
+                self._active.discard(conn)
+            slots.release()
             if isinstance(exc, OSError):
                 raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
             raise
@@ -397,8 +458,11 @@ class Http1Client:
     def release(self, conn: _Connection) -> None:
         """Give a connection back after its exchange: to the idle pool if it can carry
         another, closed otherwise."""
-        if self._slots is not None:
-            self._slots.release()
+        if conn.loop is not self._loop:
+            conn.close()  # from a loop this client has left
+            return
+        self._active.discard(conn)
+        self._slots.release()
         if conn.closed or not conn.complete or not conn.keep_alive or self._closed:
             conn.close()
             return
@@ -409,26 +473,29 @@ class Http1Client:
         if self._sweeper is None:
             self._sweeper = conn.loop.call_later(self._keepalive_s, self._sweep)
 
-    def _idle_connection(self, key: tuple[bool, str, int]) -> _Connection | None:
+    def _idle_connection(self, key: Key, loop: asyncio.AbstractEventLoop) -> _Connection | None:
         idle = self._idle.get(key)
         if not idle:
             return None
-        oldest_allowed = asyncio.get_running_loop().time() - self._keepalive_s
+        oldest_allowed = loop.time() - self._keepalive_s
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be stale
-            if not conn.closed and conn.idle_since >= oldest_allowed:
+            if (
+                not conn.closed
+                and conn.idle_since >= oldest_allowed
+                and not conn.transport.is_closing()  # type: ignore[union-attr]
+            ):
                 conn.in_use = True
                 return conn
             conn.close()
         return None
 
-    async def _connect(self, origin: _Origin) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, origin: _Origin, loop: asyncio.AbstractEventLoop) -> _Connection:
         tls = self._tls_context() if origin.tls else None
         try:
             async with asyncio.timeout(self._connect_timeout):
                 sock = await aiohappyeyeballs.start_connection(
-                    await self._addresses(loop, origin),
+                    await self._addresses(origin, loop),
                     happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY_S,
                     interleave=1,
                     loop=loop,
@@ -445,17 +512,30 @@ class Http1Client:
                     raise
         except TimeoutError as exc:
             raise httpx.ConnectTimeout("connecting to the provider timed out") from exc
-        except OSError as exc:  # refused, unreachable, unresolvable, TLS verification
+        # Refused, unreachable, unresolvable, TLS verification; uvloop may raise
+        # RuntimeError where asyncio raises OSError (noted by aiohappyeyeballs).
+        except (OSError, RuntimeError) as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return conn
 
-    async def _addresses(self, loop: asyncio.AbstractEventLoop, origin: _Origin) -> list[Any]:
+    async def _addresses(self, origin: _Origin, loop: asyncio.AbstractEventLoop) -> list[Any]:
+        """The origin's addresses: kept ``_DNS_TTL_S``, one lookup for concurrent misses
+        (a burst of new connections at start-up must not be a burst of lookups)."""
         key = (origin.host, origin.port)
         known = self._dns.get(key)
         if known is not None and known[0] > time.monotonic():
             return known[1]
+        pending = self._resolving.get(key)
+        if pending is None:
+            pending = loop.create_task(self._resolve(key, loop))
+            self._resolving[key] = pending
+            pending.add_done_callback(lambda _: self._resolving.pop(key, None))
+        # Shielded: one waiter's timeout or cancellation must not cancel the others' lookup.
+        return await asyncio.shield(pending)
+
+    async def _resolve(self, key: tuple[str, int], loop: asyncio.AbstractEventLoop) -> list[Any]:
         infos = await loop.getaddrinfo(
-            origin.host, origin.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            key[0], key[1], type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
         )
         if len(self._dns) >= 256:
             self._dns.clear()
@@ -496,6 +576,8 @@ class Http1Client:
             self._sweeper = loop.call_later(self._keepalive_s, self._sweep)
 
     async def aclose(self) -> None:
+        """Close every connection, idle or in use (an answer still being read then ends
+        with an error, as with aiohttp's ``session.close()``)."""
         self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -504,32 +586,41 @@ class Http1Client:
             for conn in idle:
                 conn.close()
         self._idle.clear()
+        for conn in list(self._active):
+            conn.close()
 
 
-_OWN = frozenset({"host", "user-agent", "accept-encoding", "content-length", "transfer-encoding"})
+# Request headers the client writes itself. A request's own ``host`` and ``user-agent``
+# replace ours (Bedrock signs the host); its framing and codings never go out: the body is
+# framed here and only the codings this client decodes may be offered.
+_REPLACEABLE = frozenset({"host", "user-agent"})
+_DROPPED = frozenset({"content-length", "transfer-encoding", "accept-encoding", "connection"})
+# A header name is a token (RFC 9110); a value is visible ASCII, spaces and tabs.
+_BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e]")
 
 
 def _request(origin: _Origin, headers: dict[str, str], body: bytes) -> bytes:
-    """The request's bytes: the origin's head, with the request's own ``host`` or
-    ``user-agent`` in place of ours where it sends one."""
+    """The request's bytes. Names and values are checked here too, as aiohttp did: a line
+    break in a value would be a header (or a request) of its own."""
+    if _BAD_NAME.search("".join(headers)) or _BAD_VALUE.search("".join(headers.values())):
+        raise httpx.LocalProtocolError("a request header cannot be sent as it is")
     head = origin.head
     lines = []
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered in _OWN:
-            if lowered in ("content-length", "transfer-encoding"):
-                continue  # we frame the body
+        if lowered in _REPLACEABLE:
             head = _replace(head, lowered.encode("ascii"), value)
-            continue
-        lines.append(f"{name}: {value}\r\n")
+        elif lowered not in _DROPPED:
+            lines.append(f"{name}: {value}\r\n")
     lines.append(f"content-length: {len(body)}\r\n\r\n")
-    return head + "".join(lines).encode("utf-8") + body
+    return head + "".join(lines).encode("ascii") + body
 
 
 def _replace(head: bytes, name: bytes, value: str) -> bytes:
     start = head.index(b"\r\n" + name + b": ") + 2
     end = head.index(b"\r\n", start)
-    return head[:start] + name + b": " + value.encode("utf-8") + head[end:]
+    return head[:start] + name + b": " + value.encode("ascii") + head[end:]
 
 
 __all__ = ["Http1Client", "Http1Response", "ResponseHeaders"]

@@ -434,7 +434,7 @@ async def test_tls_is_verified_against_the_trust_store() -> None:
 
 def test_response_headers_are_case_insensitive_and_keep_repeats() -> None:
     headers = ResponseHeaders([(b"X-Rate", b"1"), (b"x-rate", b"2"), (b"Content-Type", b"a/b")])
-    assert headers["x-RATE"] == "1, 2"
+    assert headers["x-RATE"] == "1"  # the first, as aiohttp's headers read
     assert headers.get("content-type") == "a/b"
     assert "CONTENT-TYPE" in headers
     assert headers.get("missing", "d") == "d"
@@ -447,3 +447,158 @@ async def test_only_http_urls() -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
         await upstream.post("ftp://example.com/", {}, b"")
     await upstream.aclose()
+
+
+async def test_an_answer_left_unread_does_not_leave_its_connection_paused() -> None:
+    big = b"x" * 600_000  # past the high-water mark: reading pauses
+
+    async def large(writer: asyncio.StreamWriter, index: int) -> None:
+        answer(writer, big if index == 0 else b"small")
+
+    async with Scripted(large) as server:
+        upstream = client(read_timeout=1.0)
+        response = await upstream.post(server.url(), {}, b"")
+        pieces = response.chunks()
+        await anext(pieces)  # a slow consumer: it read a little, then left
+        await asyncio.sleep(0.1)
+        await pieces.aclose()
+        await response.aclose()
+        # The next exchange must not wait for a read that was never resumed.
+        assert await read_all(await upstream.post(server.url(), {}, b"")) == b"small"
+        await upstream.aclose()
+
+
+async def test_a_second_answer_to_one_request_is_never_read_as_part_of_the_first() -> None:
+    async def two(writer: asyncio.StreamWriter, index: int) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
+            b"HTTP/1.1 200 OK\r\nx-evil: 1\r\ncontent-length: 5\r\n\r\nevil!"
+        )
+
+    async with Scripted(two) as server:
+        upstream = client()
+        response = await upstream.post(server.url(), {}, b"")
+        assert await read_all(response) == b"hi"
+        assert all(name != b"x-evil" for name, _ in response.raw_headers)
+        second = await upstream.post(server.url(), {}, b"")
+        assert await read_all(second) == b"hi"  # a new connection, not the rest of the old
+        await upstream.aclose()
+    assert server.connections == 2
+
+
+async def test_an_endless_header_is_cut_off_without_waiting_for_its_end() -> None:
+    async def endless(writer: asyncio.StreamWriter, index: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nx-big: ")
+        for _ in range(100):
+            writer.write(b"a" * 16_384)
+            await writer.drain()
+        await asyncio.sleep(5)
+
+    async with Scripted(endless) as server:
+        upstream = client(read_timeout=3.0)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.RemoteProtocolError, match="head is too large"):
+            await upstream.post(server.url(), {}, b"")
+        assert asyncio.get_running_loop().time() - started < 2.0
+        await upstream.aclose()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-a": "1\r\nx-injected: 1"}, {"x-a": "1\nb"}, {"bad name": "1"}, {"x-a:": "1"}],
+)
+async def test_header_lines_cannot_be_smuggled(headers: dict[str, str]) -> None:
+    async with Scripted(ok) as server:
+        upstream = client()
+        with pytest.raises(httpx.LocalProtocolError):
+            await upstream.post(server.url(), headers, b"")
+        await upstream.aclose()
+    assert server.requests == []
+
+
+async def test_a_request_target_is_sent_as_one_token() -> None:
+    async with Scripted(ok) as server:
+        upstream = client()
+        await read_all(await upstream.post(server.url("/a b/é%3A?q=x y"), {}, b""))
+        await upstream.aclose()
+    assert server.requests[0].startswith(b"POST /a%20b/%C3%A9%3A?q=x%20y HTTP/1.1\r\n")
+
+
+async def test_an_answer_dropped_without_aclose_gives_its_slot_back() -> None:
+    import gc
+
+    async with Scripted(ok) as server:
+        upstream = client(max_connections=1)
+        response = await upstream.post(server.url(), {}, b"")
+        del response
+        gc.collect()
+        assert await read_all(await upstream.post(server.url(), {}, b"")) == b'{"ok":true}'
+        await upstream.aclose()
+
+
+async def test_interim_answers_keep_a_slow_provider_within_the_read_timeout() -> None:
+    async def processing(writer: asyncio.StreamWriter, index: int) -> None:
+        for _ in range(6):  # 0.3 s in all, a 102 every 0.05 s
+            writer.write(b"HTTP/1.1 102 Processing\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        answer(writer)
+
+    async with Scripted(processing) as server:
+        upstream = client(read_timeout=0.2)
+        assert await read_all(await upstream.post(server.url(), {}, b"")) == b'{"ok":true}'
+        await upstream.aclose()
+
+
+async def test_closing_the_client_ends_answers_still_being_read() -> None:
+    async def endless_stream(writer: asyncio.StreamWriter, index: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await asyncio.sleep(5)
+
+    async with Scripted(endless_stream) as server:
+        upstream = client()
+        response = await upstream.post(server.url(), {}, b"")
+        pieces = response.chunks()
+        assert await anext(pieces) == b"hello"
+        await upstream.aclose()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await anext(pieces)
+        await response.aclose()
+
+
+async def test_concurrent_new_connections_share_one_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    lookups: list[str] = []
+    real = loop.getaddrinfo
+
+    async def counting(host: Any, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        await asyncio.sleep(0.05)
+        return await real(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counting)
+    async with Scripted(ok) as server:
+        upstream = client()
+        responses = await asyncio.gather(
+            *(upstream.post(server.url(host="localhost"), {}, b"") for _ in range(8))
+        )
+        for response in responses:
+            await read_all(response)
+        await upstream.aclose()
+    assert lookups == ["localhost"]
+
+
+def test_a_client_used_from_a_new_event_loop_starts_over() -> None:
+    async def exchange(upstream: Http1Client, url: str) -> bytes:
+        return await read_all(await upstream.post(url, {}, b""))
+
+    async def serve_twice() -> None:
+        async with Scripted(ok) as server:
+            upstream = client()
+            url = server.url()
+            # Two loops in one thread, one after the other (a test runner, a CLI's reloads).
+            for _ in range(2):
+                done = await asyncio.to_thread(asyncio.run, exchange(upstream, url))
+                assert done == b'{"ok":true}'
+
+    asyncio.run(serve_twice())

@@ -284,3 +284,16 @@ def test_redaction_processor_masks_secret_named_keys_anywhere() -> None:
     assert out["headers"]["accept"] == "*/*"
     assert out["options"][0]["aws_secret_access_key"] == "wJ********ENG"
     assert mask("Bearer sk-1234567890xyz") == "sk********xyz"
+
+
+@pytest.mark.parametrize("bad", ["a=1\r\nx-injected: 1", "a=1\nb", "vendor=\x00", "välue=1"])
+def test_a_tracestate_that_cannot_be_sent_is_dropped(bad: str) -> None:
+    """An ASGI host may hand over any str; a header line must never be smuggled upstream."""
+    from portkey_mw.tracing import Tracer
+
+    parent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    trace = Tracer("auto").start("ab" * 16, "cd" * 8, {"traceparent": parent, "tracestate": bad})
+    assert trace.tracestate is None
+    assert "tracestate" not in trace.upstream_headers(None)
+    kept = Tracer("auto").start("ab" * 16, "cd" * 8, {"tracestate": "vendor=1,other=x"})
+    assert kept.tracestate == "vendor=1,other=x"
