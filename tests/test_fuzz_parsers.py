@@ -1,8 +1,9 @@
 """hypothesis on every parser a client (or a provider) feeds: the ``x-portkey-*`` header
 parser (config, metadata, trace id, provider and forward headers, timeouts, keys), the
 custom-host check, the routing-config validator and the conditional-query evaluator, the
-body decoder, the SSE / NDJSON decoders and the AWS event-stream decoder; then the whole
-middleware in process with made-up headers and bodies for every provider.
+body decoder, the SSE / NDJSON decoders and the AWS event-stream decoder, the upstream
+client's response parser (``portkey_mw.http1``); then the whole middleware in process with
+made-up headers and bodies for every provider.
 
 Properties: a parser returns a value or raises the gateway's own error (a 4xx), never
 anything else; decoders give the same events however the bytes are split; the middleware
@@ -642,6 +643,138 @@ def test_aws_eventstream_decoder_yields_events_or_a_stream_failure(
     # A failure may only be detected at another point of a split, never missed or invented.
     assert (outcomes[0] == "failure") == (outcomes[1] == "failure")
     assert outcomes[0] == outcomes[1]
+
+
+# --- the upstream client's response parser ------------------------------------------------
+
+
+class _Transport:
+    """What ``portkey_mw.http1``'s protocol asks of its transport, nothing more."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self.paused = False
+
+    def close(self) -> None:
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+def _feed_answer(pieces: list[bytes]) -> Any:
+    """Feed ``pieces`` to one connection as reads, the provider then closing it; what the
+    client would see, read as it would read it."""
+    from portkey_mw.http1 import _Connection
+
+    loop = asyncio.new_event_loop()
+    try:
+        conn = _Connection(loop, (False, "h", 80))
+        conn.connection_made(_Transport())  # type: ignore[arg-type]
+        body = []
+        for piece in pieces:
+            conn.data_received(piece)  # must never raise
+            body.append(conn.take_body())
+        conn.connection_lost(None)
+        body.append(conn.take_body())
+        return conn, b"".join(body)
+    finally:
+        loop.close()
+
+
+def _http_answer(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes, framing: str
+) -> tuple[bytes, bytes]:
+    """A well-formed answer and the body a client must read from it."""
+    lines = [b"HTTP/1.1 %d X\r\n" % status] + [
+        name + b": " + value + b"\r\n" for name, value in headers
+    ]
+    if framing == "length":
+        lines.append(b"content-length: %d\r\n" % len(body))
+        wire = body
+    elif framing == "chunked":
+        lines.append(b"transfer-encoding: chunked\r\n")
+        wire = b"".join(
+            b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:]) if part
+        )
+        wire += b"0\r\n\r\n"
+    else:  # the end of the connection
+        wire = body
+    return b"".join(lines) + b"\r\n" + wire, body
+
+
+answer_header_names = st.sampled_from(
+    [b"x-request-id", b"content-type", b"retry-after", b"X-Upper"]
+)
+# Visible ASCII and obs-text: what a well-formed value may hold (controls are not HTTP).
+answer_header_values = st.lists(st.integers(0x20, 0x7E) | st.integers(0x80, 0xFF), max_size=12).map(
+    bytes
+)
+answers = st.builds(
+    _http_answer,
+    st.sampled_from([200, 201, 400, 429, 500, 503]),
+    st.lists(st.tuples(answer_header_names, answer_header_values.map(bytes.strip)), max_size=4),
+    st.binary(max_size=40),
+    st.sampled_from(["length", "chunked", "eof"]),
+)
+
+
+@given(answer=answers, cuts=st.lists(st.integers(0, 10**6), max_size=10))
+@fuzz_settings(quick=300)
+def test_client_reads_the_same_answer_however_the_reads_are_split(
+    answer: tuple[bytes, bytes], cuts: list[int]
+) -> None:
+    wire, body = answer
+    outcomes = []
+    for pieces in ([wire], split(wire, cuts)):
+        conn, read = _feed_answer(pieces)
+        assert conn.failure is None, conn.failure
+        assert conn.complete
+        outcomes.append((conn.status, conn.raw_headers, read))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][2] == body
+
+
+garbage = st.lists(
+    st.sampled_from(
+        [
+            b"HTTP/1.1 200 OK\r\n",
+            b"HTTP/1.0 100 Continue\r\n\r\n",
+            b"content-length: 3\r\n",
+            b"content-length: -1\r\n",
+            b"transfer-encoding: chunked\r\n",
+            b"transfer-encoding: gzip, chunked\r\n",
+            b"\r\n",
+            b"5\r\nhello\r\n",
+            b"0\r\n\r\n",
+            b"zz\r\n",
+            b"abc",
+            b"upgrade: h2c\r\nconnection: upgrade\r\n",
+            b"HTTP/1.1 101 Switching\r\n\r\n",
+        ]
+    )
+    | st.binary(max_size=10),
+    max_size=14,
+).map(b"".join)
+
+
+@given(data=garbage, cuts=st.lists(st.integers(0, 10**6), max_size=10))
+@fuzz_settings(quick=400)
+def test_client_answers_anything_a_provider_sends_with_a_body_or_an_http_error(
+    data: bytes, cuts: list[int]
+) -> None:
+    conn, _ = _feed_answer(split(data, cuts))
+    # After the connection's end, an exchange either completed or failed with an error
+    # the pipeline maps (never another exception, never a wait that cannot end).
+    assert conn.complete or isinstance(conn.failure, httpx.HTTPError)
+    if conn.failure is not None:
+        assert isinstance(conn.failure, httpx.HTTPError)
 
 
 # --- the whole middleware, in process ------------------------------------------------------
