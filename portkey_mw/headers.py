@@ -254,8 +254,12 @@ def check_custom_host(url: str, allowed: frozenset[str], param: str) -> str:
 @lru_cache(maxsize=1024)
 def _allowed_host(url: str, allowed: frozenset[str]) -> str | tuple[str]:
     """The normalised URL, or ``(refusal message,)`` (cached: clients repeat their hosts)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url)  # raises on a broken IPv6 literal ("https://[abc/v1")
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        parts = urlsplit("")
+        host = ""
     try:
         port = parts.port
     except ValueError:

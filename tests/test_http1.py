@@ -286,7 +286,8 @@ async def test_idle_connections_expire_after_keepalive() -> None:
         upstream = client(keepalive_s=0.05)
         await read_all(await upstream.post(server.url(), {}, b""))
         await asyncio.sleep(0.2)  # the sweep closed it
-        assert upstream._idle == {}
+        assert upstream._pool is not None
+        assert upstream._pool.idle == {}
         await read_all(await upstream.post(server.url(), {}, b""))
         await upstream.aclose()
     assert server.connections == 2
@@ -497,7 +498,7 @@ async def test_an_endless_header_is_cut_off_without_waiting_for_its_end() -> Non
     async with Scripted(endless) as server:
         upstream = client(read_timeout=3.0)
         started = asyncio.get_running_loop().time()
-        with pytest.raises(httpx.RemoteProtocolError, match="head is too large"):
+        with pytest.raises(httpx.RemoteProtocolError, match="too much without a body"):
             await upstream.post(server.url(), {}, b"")
         assert asyncio.get_running_loop().time() - started < 2.0
         await upstream.aclose()
@@ -561,7 +562,7 @@ async def test_closing_the_client_ends_answers_still_being_read() -> None:
         pieces = response.chunks()
         assert await anext(pieces) == b"hello"
         await upstream.aclose()
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(httpx.ReadError, match="closed by the gateway"):
             await anext(pieces)
         await response.aclose()
 
@@ -602,3 +603,147 @@ def test_a_client_used_from_a_new_event_loop_starts_over() -> None:
                 assert done == b'{"ok":true}'
 
     asyncio.run(serve_twice())
+
+
+async def test_closing_the_client_never_makes_a_cut_answer_look_whole() -> None:
+    async def until_close(writer: asyncio.StreamWriter, index: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n")
+        await asyncio.sleep(5)  # framed by the connection's end, which we bring about
+
+    async with Scripted(until_close) as server:
+        upstream = client()
+        response = await upstream.post(server.url(), {}, b"")
+        pieces = response.chunks()
+        assert await anext(pieces) == b"data: 1\n\n"
+        await upstream.aclose()
+        with pytest.raises(httpx.ReadError):
+            await anext(pieces)
+        await response.aclose()
+
+
+async def test_trailers_are_bounded_and_not_kept() -> None:
+    async def trailing(writer: asyncio.StreamWriter, index: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n")
+        if index == 0:
+            writer.write(b"x-checksum: 1\r\n\r\n")  # a trailer, as the standard allows
+            return
+        for n in range(10_000):  # trailers without end
+            writer.write(b"x-t%d: %s\r\n" % (n, b"a" * 30))
+            await writer.drain()
+
+    async with Scripted(trailing) as server:
+        upstream = client(read_timeout=3.0)
+        first = await upstream.post(server.url(), {}, b"")
+        assert await read_all(first) == b"hi"
+        assert all(name != b"x-checksum" for name, _ in first.raw_headers)
+        flooded = await upstream.post(server.url(), {}, b"")
+        with pytest.raises(httpx.RemoteProtocolError, match="too much without a body"):
+            await read_all(flooded)
+        await upstream.aclose()
+
+
+@pytest.mark.parametrize("host", ["a..b.example", "x" * 64 + ".example", "[abc"])
+async def test_a_host_name_no_resolver_takes_is_a_connect_error(host: str) -> None:
+    upstream = client()
+    with pytest.raises(httpx.HTTPError):
+        await upstream.post(f"https://{host}/v1/completions", {}, b"")
+    await upstream.aclose()
+
+
+async def test_a_lookup_every_waiter_gave_up_on_leaves_no_unretrieved_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+    import socket
+
+    loop = asyncio.get_running_loop()
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.2)
+        raise socket.gaierror("no such name")
+
+    monkeypatch.setattr(loop, "getaddrinfo", failing)
+    upstream = client(connect_timeout=0.05)
+    with pytest.raises(httpx.ConnectTimeout):
+        await upstream.post("http://slow-dns.example/", {}, b"")
+    await asyncio.sleep(0.3)
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+    await upstream.aclose()
+
+
+async def test_closing_the_client_ends_an_upload_the_provider_does_not_read() -> None:
+    stalled = asyncio.Event()
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stalled.set()
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream = client(read_timeout=5.0)
+    posting = asyncio.create_task(upstream.post(f"http://127.0.0.1:{port}/", {}, b"x" * 50_000_000))
+    await stalled.wait()
+    await asyncio.sleep(0.1)
+    started = asyncio.get_running_loop().time()
+    await upstream.aclose()
+    with pytest.raises(httpx.ReadError):
+        await posting
+    assert asyncio.get_running_loop().time() - started < 1.0
+    server.close()
+
+
+async def test_an_answer_dropped_in_another_thread_gives_its_slot_back_on_its_loop() -> None:
+    import threading
+
+    async with Scripted(ok) as server:
+        upstream = client(max_connections=1)
+        held = [await upstream.post(server.url(), {}, b"")]
+        dropper = threading.Thread(target=held.clear)  # the last reference dies there
+        dropper.start()
+        dropper.join()
+        body = await asyncio.wait_for(read_all(await upstream.post(server.url(), {}, b"")), 2)
+        assert body == b'{"ok":true}'
+        await upstream.aclose()
+
+
+async def test_two_live_event_loops_keep_their_own_slots() -> None:
+    async with Scripted(ok) as server:
+        upstream = client(max_connections=1)
+        url = server.url()
+        held = await upstream.post(url, {}, b"")  # this loop's only slot is taken
+
+        async def elsewhere() -> bytes:
+            return await read_all(await upstream.post(url, {}, b""))
+
+        assert await asyncio.to_thread(asyncio.run, elsewhere()) == b'{"ok":true}'
+        await read_all(held)
+        assert upstream._pool is not None
+        assert upstream._pool.slots._value == 1  # back to one, not more
+        assert await read_all(await upstream.post(url, {}, b"")) == b'{"ok":true}'
+        await upstream.aclose()
+
+
+@pytest.mark.parametrize(
+    ("head", "error"),
+    [
+        (b"HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n", httpx.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: xchunked\r\n\r\nbody", None),
+    ],
+)
+async def test_odd_heads_are_read_the_way_llhttp_frames_them(
+    head: bytes, error: type[Exception] | None
+) -> None:
+    async def odd(writer: asyncio.StreamWriter, index: int) -> bool:
+        writer.write(head)
+        return False
+
+    async with Scripted(odd) as server:
+        upstream = client()
+        if error is None:  # not chunked: the body ends with the connection
+            assert await read_all(await upstream.post(server.url(), {}, b"")) == b"body"
+        else:
+            with pytest.raises(error):
+                await read_all(await upstream.post(server.url(), {}, b""))
+        await upstream.aclose()
