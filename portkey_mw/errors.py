@@ -114,6 +114,17 @@ class UpstreamUnavailable(GatewayError):
     error_type = "upstream_error"
 
 
+class StreamFailure(Exception):
+    """The provider reported an error inside a stream that had already started."""
+
+    def __init__(self, message: str, error_type: str | None = "upstream_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        # Frames the same upstream read carried before the error: still sent, then the error.
+        self.frames_before: list[bytes] = []
+
+
 def encode_json(value: Any) -> bytes:
     """Compact JSON (msgspec) for response bodies built by the gateway."""
     return _ENCODER.encode(value)

@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from portkey_mw.errors import StreamFailure
+
 Event = tuple[str | None, bytes]
+
+# The largest event a decoder holds while waiting for its end (a line, or an SSE event's
+# data lines). Real events are kilobytes; a provider sending more without a separator is
+# broken, and holding it would grow memory (and copying) without bound.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
+def _too_large() -> StreamFailure:
+    return StreamFailure(
+        f"The provider's stream sent an event larger than {MAX_EVENT_BYTES // (1024 * 1024)} MiB."
+    )
 
 
 class FrameDecoder(Protocol):
@@ -22,12 +35,13 @@ class SSEDecoder:
     """Server-sent events (WHATWG): LF, CRLF or CR line endings; multi-line ``data`` joined
     with LF; comments and ``id``/``retry`` fields ignored; an event ends at a blank line."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_pending_cr")
+    __slots__ = ("_buffer", "_data", "_data_bytes", "_event", "_pending_cr")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._event: str | None = None
         self._data: list[bytes] = []
+        self._data_bytes = 0
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[Event]:
@@ -44,6 +58,8 @@ class SSEDecoder:
             buffer = self._whole_events(buffer, events)
         lines = buffer.split(b"\n")
         self._buffer = lines.pop()
+        if len(self._buffer) > MAX_EVENT_BYTES:
+            raise _too_large()
         for line in lines:
             self._line(line, events)
         return events
@@ -90,6 +106,7 @@ class SSEDecoder:
                 events.append((self._event, b"\n".join(self._data)))
             self._event = None
             self._data = []
+            self._data_bytes = 0
             return
         if line.startswith(b":"):
             return
@@ -97,6 +114,9 @@ class SSEDecoder:
         if value.startswith(b" "):
             value = value[1:]
         if field == b"data":
+            self._data_bytes += len(value)
+            if self._data_bytes > MAX_EVENT_BYTES:
+                raise _too_large()
             self._data.append(value)
         elif field == b"event":
             self._event = value.decode("utf-8", "replace")
@@ -113,6 +133,8 @@ class NDJSONDecoder:
     def feed(self, chunk: bytes) -> list[Event]:
         lines = (self._buffer + chunk).split(b"\n")
         self._buffer = lines.pop()
+        if len(self._buffer) > MAX_EVENT_BYTES:
+            raise _too_large()
         return [(None, line.strip()) for line in lines if line.strip()]
 
     def close(self) -> list[Event]:

@@ -217,3 +217,42 @@ async def test_stream_requested_but_answered_as_json_is_replayed_as_sse() -> Non
     assert events[1]["usage"] == completion["usage"]
     assert events[-1] == "[DONE]"
     assert msgspec.json.decode(msgspec.json.encode(events[0]))["object"] == "text_completion"
+
+
+async def test_an_event_without_end_is_cut_at_the_cap_not_held_forever() -> None:
+    """A provider that streams one line without a separator would grow memory (and the
+    copying of it) without bound: past 8 MiB it is an error event, then [DONE]."""
+
+    async def endless_line() -> Any:
+        yield chunk("a")
+        yield b"data: " + b"x" * 1_000_000
+        for _ in range(20):  # 20 MB more, never a newline
+            yield b"x" * 1_000_000
+
+    client, _ = gateway(lambda r: sse_response(endless_line()))
+    response = await client.post("/v1/completions", json=BODY, headers=HEADERS)
+    events = sse_events(response.text)
+    assert events[0]["choices"][0]["text"] == "a"
+    assert "larger than 8 MiB" in events[1]["error"]["message"]
+    assert events[-1] == "[DONE]"
+
+
+def test_decoders_cap_what_they_hold_for_one_event() -> None:
+    import pytest
+
+    from portkey_mw.errors import StreamFailure
+    from portkey_mw.framing import MAX_EVENT_BYTES, NDJSONDecoder, SSEDecoder
+
+    line = b"y" * (MAX_EVENT_BYTES + 1)
+    with pytest.raises(StreamFailure):
+        NDJSONDecoder().feed(line)
+    with pytest.raises(StreamFailure):
+        SSEDecoder().feed(b"data: " + line)
+    many_lines = SSEDecoder()  # one event of many data lines and no blank line
+    megabyte_line = b"data: " + b"z" * (1024 * 1024) + b"\n"
+    for _ in range(8):
+        many_lines.feed(megabyte_line)
+    with pytest.raises(StreamFailure):
+        many_lines.feed(megabyte_line)
+    # Up to the cap, an event is whole, however it came.
+    assert SSEDecoder().feed(b"data: " + b"w" * 1_000_000 + b"\n\n") == [(None, b"w" * 1_000_000)]

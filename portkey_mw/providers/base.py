@@ -22,6 +22,9 @@ from urllib.parse import quote
 import msgspec
 
 from portkey_mw.errors import AuthenticationFailed, ErrorDetail, InvalidRequest
+
+# Re-exported: providers take it from here (it lives in errors so the decoders can raise it).
+from portkey_mw.errors import StreamFailure as StreamFailure  # noqa: PLC0414
 from portkey_mw.framing import FrameDecoder, SSEDecoder
 
 # isinstance() against a tuple: ``int | float`` would build a union object on every call.
@@ -173,17 +176,6 @@ class StreamMapper(Protocol):
     def on_event(self, event: str | None, data: bytes) -> Iterable[bytes]: ...
 
     def finish(self) -> Iterable[bytes]: ...
-
-
-class StreamFailure(Exception):
-    """The provider reported an error inside a stream that had already started."""
-
-    def __init__(self, message: str, error_type: str | None = "upstream_error") -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_type = error_type
-        # Frames the same upstream read carried before the error: still sent, then the error.
-        self.frames_before: list[bytes] = []
 
 
 class ResponseUnreadable(Exception):
