@@ -13,16 +13,46 @@ from portkey_mw.errors import StreamFailure
 
 Event = tuple[str | None, bytes]
 
-# The largest event a decoder holds while waiting for its end (a line, or an SSE event's
-# data lines). Real events are kilobytes; a provider sending more without a separator is
-# broken, and holding it would grow memory (and copying) without bound.
+# The most a decoder holds for one event while waiting for its end (a line, or an SSE
+# event's data lines, each line counted with what Python keeps for it). Real events are
+# kilobytes; a provider sending more without a separator is broken, and holding it would
+# grow memory without bound.
 MAX_EVENT_BYTES = 8 * 1024 * 1024
+_LINE_OVERHEAD = 64
 
 
 def _too_large() -> StreamFailure:
     return StreamFailure(
         f"The provider's stream sent an event larger than {MAX_EVENT_BYTES // (1024 * 1024)} MiB."
     )
+
+
+class _Held:
+    """The middle of a long line, kept as the reads that brought it and joined once when
+    its end arrives: a line spread over N reads costs one pass, not N growing copies."""
+
+    __slots__ = ("failure", "pieces", "size")
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.failure: StreamFailure | None = None  # raised by the next call
+
+    def hold(self, pending: bytes, chunk: bytes) -> None:
+        self.pieces.append(chunk)
+        self.size += len(chunk)
+        if self.size + len(pending) > MAX_EVENT_BYTES:
+            raise _too_large()
+
+    def join(self, pending: bytes, chunk: bytes) -> bytes:
+        joined = b"".join([pending, *self.pieces, chunk])
+        self.pieces = []
+        self.size = 0
+        return joined
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
 
 class FrameDecoder(Protocol):
@@ -35,7 +65,7 @@ class SSEDecoder:
     """Server-sent events (WHATWG): LF, CRLF or CR line endings; multi-line ``data`` joined
     with LF; comments and ``id``/``retry`` fields ignored; an event ends at a blank line."""
 
-    __slots__ = ("_buffer", "_data", "_data_bytes", "_event", "_pending_cr")
+    __slots__ = ("_buffer", "_data", "_data_bytes", "_event", "_held", "_pending_cr")
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -43,14 +73,21 @@ class SSEDecoder:
         self._data: list[bytes] = []
         self._data_bytes = 0
         self._pending_cr = False
+        self._held = _Held()
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if self._held.failure is not None:
+            raise self._held.failure
         if not chunk:
             return []  # keeps a pending CR of a CRLF split across chunks
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._pending_cr = chunk.endswith(b"\r")
-        buffer = self._buffer + chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._held.hold(self._buffer, chunk)  # no line ends here: nothing to decode yet
+            return []
+        pending = self._buffer
+        buffer = self._held.join(pending, chunk) if self._held.pieces else pending + chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events: list[Event] = []
@@ -58,17 +95,29 @@ class SSEDecoder:
             buffer = self._whole_events(buffer, events)
         lines = buffer.split(b"\n")
         self._buffer = lines.pop()
-        if len(self._buffer) > MAX_EVENT_BYTES:
-            raise _too_large()
-        for line in lines:
-            self._line(line, events)
+        try:
+            for line in lines:
+                self._line(line, events)
+            if len(self._buffer) > MAX_EVENT_BYTES:
+                raise _too_large()
+        except StreamFailure as failure:
+            if not events:
+                raise
+            self._held.failure = failure  # the events before it go out first
         return events
 
     def takes_whole(self, chunk: bytes) -> bool:
         """True when nothing is pending and ``chunk`` is only whole events of one
         ``data: `` line each (what providers send): a relay may then use the chunk as it is,
         without feeding it, since decoding it would change nothing but the split."""
-        if self._buffer or self._data or self._event is not None or self._pending_cr:
+        if (
+            self._buffer
+            or self._data
+            or self._event is not None
+            or self._pending_cr
+            or self._held.pieces
+            or self._held.failure
+        ):
             return False
         if not (chunk.startswith(b"data: ") and chunk.endswith(b"\n\n")) or b"\r" in chunk:
             return False
@@ -93,6 +142,9 @@ class SSEDecoder:
         return parts[last]
 
     def close(self) -> list[Event]:
+        self._held.check()
+        if self._held.pieces:
+            self._buffer = self._held.join(self._buffer, b"")
         events: list[Event] = []
         if self._buffer:
             self._line(self._buffer, events)
@@ -114,7 +166,7 @@ class SSEDecoder:
         if value.startswith(b" "):
             value = value[1:]
         if field == b"data":
-            self._data_bytes += len(value)
+            self._data_bytes += len(value) + _LINE_OVERHEAD
             if self._data_bytes > MAX_EVENT_BYTES:
                 raise _too_large()
             self._data.append(value)
@@ -125,18 +177,28 @@ class SSEDecoder:
 class NDJSONDecoder:
     """Newline-delimited JSON (Cohere's stream): one event per non-empty line."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_held")
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._held = _Held()
 
     def feed(self, chunk: bytes) -> list[Event]:
-        lines = (self._buffer + chunk).split(b"\n")
+        self._held.check()
+        if b"\n" not in chunk:
+            self._held.hold(self._buffer, chunk)
+            return []
+        lines = self._held.join(self._buffer, chunk).split(b"\n")
         self._buffer = lines.pop()
+        events: list[Event] = [(None, line.strip()) for line in lines if line.strip()]
         if len(self._buffer) > MAX_EVENT_BYTES:
-            raise _too_large()
-        return [(None, line.strip()) for line in lines if line.strip()]
+            if not events:
+                raise _too_large()
+            self._held.failure = _too_large()  # the events before it go out first
+        return events
 
     def close(self) -> list[Event]:
-        rest, self._buffer = self._buffer.strip(), b""
+        self._held.check()
+        rest = self._held.join(self._buffer, b"").strip()
+        self._buffer = b""
         return [(None, rest)] if rest else []

@@ -7,8 +7,11 @@ shutdown the middleware closes its own upstream client after the host's handlers
 
 from __future__ import annotations
 
+import abc
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from types import FunctionType
 from typing import Any, cast
 
 import httpx
@@ -22,12 +25,16 @@ from portkey_mw.settings import build_settings
 _ALLOW = [(b"allow", b"POST")]
 
 
-class _GateType(type):
+class _GateType(abc.ABCMeta):  # ABCMeta: a subclass may still mix in abc.ABC
     """``isinstance(gate, PortkeyMiddleware)`` holds for the gate the class hands out."""
 
     def __instancecheck__(cls, instance: Any) -> bool:
-        owner = getattr(instance, "portkey_middleware", instance)
-        return type.__instancecheck__(cls, owner)
+        if type(instance) is FunctionType:
+            owner = instance.__dict__.get("portkey_middleware")
+            # The gate itself, not a copy of its attributes (functools.wraps copies them).
+            built = getattr(owner, "__dict__", {}).get("_gate")
+            return built is instance and super().__instancecheck__(owner)
+        return super().__instancecheck__(instance)
 
 
 class PortkeyMiddleware(metaclass=_GateType):
@@ -39,19 +46,25 @@ class PortkeyMiddleware(metaclass=_GateType):
     instead of the global one.
 
     What ``PortkeyMiddleware(...)`` returns is the middleware's *gate*: a plain function
-    carrying ``app``, ``settings``, ``pipeline`` and ``aclose()`` (read-only) and passing
-    ``isinstance(..., PortkeyMiddleware)``. A host calls a Python function through
-    CPython's specialised call path, an instance's ``__call__`` through the generic one;
-    measured in ``benchmarks/hotspots.py``, the difference is half of what the middleware
-    adds to every request it does not intercept. A subclass gets ordinary instances.
+    carrying ``app``, ``settings``, ``pipeline`` and ``aclose()`` and passing
+    ``isinstance(..., PortkeyMiddleware)``. They are read when the gate is built: setting
+    them afterwards changes nothing (build a new middleware instead). A host calls a Python
+    function through CPython's specialised call path, an instance's ``__call__`` through
+    the generic one; measured in ``benchmarks/hotspots.py``, the difference is half of what
+    the middleware adds to every request it does not intercept. A subclass gets ordinary
+    instances.
     """
 
-    def __new__(cls, app: Any, **options: Any) -> PortkeyMiddleware:
+    def __new__(cls, *args: Any, **options: Any) -> PortkeyMiddleware:
         middleware = super().__new__(cls)
         if cls is not PortkeyMiddleware:
             return middleware  # a subclass may override __call__: it keeps its instances
-        middleware.__init__(app, **options)  # type: ignore[misc]
+        middleware.__init__(*args, **options)  # type: ignore[misc]
         return cast(PortkeyMiddleware, middleware._gate)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = None  # type: ignore[attr-defined]  # its own __init__'s, not ours
 
     def __init__(
         self,
@@ -65,14 +78,16 @@ class PortkeyMiddleware(metaclass=_GateType):
         self.settings = build_settings(settings)
         self.pipeline = Pipeline(self.settings, http_client, tracer_provider)
         self._path = self.settings.path
-        self._gate = self._build_gate()
 
     @markcoroutinefunction
     def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         return self._gate(scope, receive, send)
 
-    def _build_gate(self) -> Callable[[Any, Any, Any], Awaitable[None]]:
-        # Everything the gate reads is a closure cell: no attribute lookups per request.
+    @functools.cached_property
+    def _gate(self) -> Callable[[Any, Any, Any], Awaitable[None]]:
+        # Built once the instance is whole (a subclass's __init__ included, on its first
+        # request). Everything the gate reads is a closure cell: no attribute lookups per
+        # request.
         app, path, handle = self.app, self._path, self.pipeline.handle
         relative, not_allowed, lifespan = self._relative, self._not_allowed, self._lifespan
 

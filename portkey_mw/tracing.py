@@ -112,8 +112,12 @@ class Tracer:
         span_id: str | None = None,
     ) -> RequestTrace:
         tracestate = headers.get("tracestate") or None
-        if tracestate is not None and not (tracestate.isascii() and tracestate.isprintable()):
-            tracestate = None  # W3C: a tracestate that cannot be parsed is dropped, not sent on
+        if tracestate is not None and not (
+            tracestate.isascii() and tracestate.replace("\t", " ").isprintable()
+        ):
+            # W3C: a tracestate that cannot be parsed is dropped, not sent on (tabs and spaces
+            # around its commas are allowed).
+            tracestate = None
         propagate = self.mode == "always" or (self.mode == "auto" and parent_span_id is not None)
         trace = RequestTrace(
             trace_id, span_id or new_span_id(), parent_span_id, propagate, tracestate

@@ -233,3 +233,42 @@ def test_a_subclass_keeps_ordinary_instances_and_its_own_call() -> None:
         assert client.put("/echo", content=b"abc").content == b"abc"
         assert client.get("/v1/completions").status_code == 405
     assert seen.count("http") == 2
+
+
+def test_subclasses_keep_their_own_constructor_signature_and_mixins() -> None:
+    import abc
+    import functools
+    import inspect
+
+    from starlette.middleware import Middleware
+
+    inner = host()
+    seen: list[str] = []
+
+    class Flavoured(PortkeyMiddleware, abc.ABC):  # a mixin with its own metaclass
+        def __init__(self, app: Any, flavor: str, **settings: Any) -> None:
+            super().__init__(app, **settings)
+            self.app = self._wrap(app, flavor)  # changed after the base's __init__
+
+        def _wrap(self, app: Any, flavor: str) -> Any:
+            async def flavoured(scope: Any, receive: Any, send: Any) -> None:
+                seen.append(f"{flavor} {scope['type']}")
+                await app(scope, receive, send)
+
+            return flavoured
+
+    assert "flavor" in inspect.signature(Flavoured).parameters
+    assert "flavor" not in inspect.signature(PortkeyMiddleware).parameters
+    app = Starlette(middleware=[Middleware(Flavoured, "mint")], routes=inner.routes)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        assert client.put("/echo", content=b"x").content == b"x"
+    assert "mint http" in seen  # the subclass's own app, set after the base's __init__
+
+    class Lookalike:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("unbound proxy")
+
+    gate = PortkeyMiddleware(inner)
+    assert not isinstance(Lookalike(), PortkeyMiddleware)  # asked, never raises
+    assert not isinstance(functools.wraps(gate)(lambda *a: None), PortkeyMiddleware)
+    assert isinstance(gate, PortkeyMiddleware)

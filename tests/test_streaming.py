@@ -237,6 +237,20 @@ async def test_an_event_without_end_is_cut_at_the_cap_not_held_forever() -> None
     assert events[-1] == "[DONE]"
 
 
+def _fed_until_failure(decoder: Any, read: bytes) -> int:
+    """Bytes fed, read after read, until the decoder refuses (bounded: 64 MiB at most)."""
+    from portkey_mw.errors import StreamFailure
+
+    fed = 0
+    while fed < 64 * 1024 * 1024:
+        fed += len(read)
+        try:
+            decoder.feed(read)
+        except StreamFailure:
+            return fed
+    raise AssertionError("no cap")
+
+
 def test_decoders_cap_what_they_hold_for_one_event() -> None:
     import pytest
 
@@ -248,11 +262,18 @@ def test_decoders_cap_what_they_hold_for_one_event() -> None:
         NDJSONDecoder().feed(line)
     with pytest.raises(StreamFailure):
         SSEDecoder().feed(b"data: " + line)
-    many_lines = SSEDecoder()  # one event of many data lines and no blank line
+    # One event of many data lines and no blank line: cut at the cap and not before...
     megabyte_line = b"data: " + b"z" * (1024 * 1024) + b"\n"
-    for _ in range(8):
-        many_lines.feed(megabyte_line)
+    assert MAX_EVENT_BYTES < _fed_until_failure(SSEDecoder(), megabyte_line) <= 9 * 1024 * 1024
+    # ...and empty ones, which hold little data but an entry each, cut by what they hold.
+    assert _fed_until_failure(SSEDecoder(), b"data:\n" * 10_000) < MAX_EVENT_BYTES
+    # An endless line costs one pass, not a growing copy per read: 4 KiB reads to the cap.
+    assert _fed_until_failure(NDJSONDecoder(), b"q" * 4096) > MAX_EVENT_BYTES - 4096
+    # Events a read completed before the one too large still go out; the failure follows.
+    decoder = SSEDecoder()
+    events = decoder.feed(b"data: keep\n\ndata: " + b"k" * (MAX_EVENT_BYTES + 1))
+    assert events == [(None, b"keep")]
     with pytest.raises(StreamFailure):
-        many_lines.feed(megabyte_line)
+        decoder.close()
     # Up to the cap, an event is whole, however it came.
     assert SSEDecoder().feed(b"data: " + b"w" * 1_000_000 + b"\n\n") == [(None, b"w" * 1_000_000)]
