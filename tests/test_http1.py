@@ -97,6 +97,16 @@ async def read_all(response: Http1Response) -> bytes:
         await response.aclose()
 
 
+async def sequential(reply: Reply, times: int) -> tuple[list[bytes], int]:
+    """``times`` exchanges one after the other: the bodies read, and the connections the
+    server accepted for them."""
+    async with Scripted(reply) as server:
+        upstream = client()
+        bodies = [await read_all(await upstream.post(server.url(), {}, b"")) for _ in range(times)]
+        await upstream.aclose()
+    return bodies, server.connections
+
+
 async def test_requests_go_out_as_built_and_one_connection_carries_them() -> None:
     async with Scripted(ok) as server:
         upstream = client()
@@ -164,12 +174,7 @@ async def test_a_body_framed_by_the_end_of_the_connection() -> None:
         writer.write(b"1}")
         return False
 
-    async with Scripted(until_close) as server:
-        upstream = client()
-        for _ in range(2):
-            assert await read_all(await upstream.post(server.url(), {}, b"")) == b'{"a":1}'
-        await upstream.aclose()
-    assert server.connections == 2
+    assert await sequential(until_close, 2) == ([b'{"a":1}'] * 2, 2)
 
 
 async def test_connection_close_and_http_1_0_answers_are_not_reused() -> None:
@@ -179,12 +184,7 @@ async def test_connection_close_and_http_1_0_answers_are_not_reused() -> None:
         else:
             answer(writer, b"ok", b"connection: close")
 
-    async with Scripted(closing) as server:
-        upstream = client()
-        for _ in range(4):
-            assert await read_all(await upstream.post(server.url(), {}, b"")) == b"ok"
-        await upstream.aclose()
-    assert server.connections == 4
+    assert await sequential(closing, 4) == ([b"ok"] * 4, 4)
 
 
 @pytest.mark.parametrize(
