@@ -35,12 +35,7 @@ class Pool:
         oldest_allowed = self.loop.time() - self.keepalive_s
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be stale
-            if (
-                not conn.closed
-                and conn.idle_since >= oldest_allowed
-                and conn.transport is not None
-                and not conn.transport.is_closing()
-            ):
+            if _usable(conn, oldest_allowed):
                 conn.in_use = True
                 return conn
             conn.close()
@@ -72,9 +67,11 @@ class Pool:
         self.sweeper = None
         oldest_allowed = self.loop.time() - self.keepalive_s
         for key, idle in list(self.idle.items()):
-            kept = [conn for conn in idle if not conn.closed and conn.idle_since >= oldest_allowed]
+            kept = []
             for conn in idle:
-                if conn not in kept:
+                if _usable(conn, oldest_allowed):
+                    kept.append(conn)
+                else:
                     conn.close()
             if kept:
                 self.idle[key] = kept
@@ -96,3 +93,14 @@ class Pool:
         self.idle.clear()
         for conn in list(self.active):
             conn.close()
+
+
+def _usable(conn: Connection, oldest_allowed: float) -> bool:
+    """An idle connection that may carry another exchange: open on both sides and not idle
+    for longer than the keep-alive allows."""
+    return (
+        not conn.closed
+        and conn.idle_since >= oldest_allowed
+        and conn.transport is not None
+        and not conn.transport.is_closing()
+    )
